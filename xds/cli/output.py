@@ -1,0 +1,64 @@
+"""Rendering helpers shared by commands: JSON on stdout, rich tables, atomic ``--out`` files."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from ..fileio import write_text_atomic
+
+
+def _clean(obj: Any) -> Any:
+    """Make ``obj`` JSON-safe and deterministic: NumPy scalars/arrays to Python, NaN/inf to null."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        np = None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if np is not None:
+        if isinstance(obj, np.ndarray):
+            return _clean(obj.tolist())
+        if isinstance(obj, np.generic):
+            return _clean(obj.item())
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            return None
+        return obj
+    return obj
+
+
+def to_json(doc: Any) -> str:
+    """Serialise a result document: sorted keys are NOT used (field order is part of the view),
+    NaN/inf become null, output ends with a newline."""
+    return json.dumps(_clean(doc), indent=2, allow_nan=False) + "\n"
+
+
+def emit_json(doc: Any, out: str | None = None) -> None:
+    """Print ``doc`` as the single JSON document on stdout (and write it to ``out`` atomically)."""
+    text = to_json(doc)
+    if out:
+        write_text_atomic(out, text)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def write_out(doc: Any, out: str | None) -> None:
+    """Write ``doc`` as JSON to ``out`` atomically (no stdout)."""
+    if out:
+        write_text_atomic(out, to_json(doc))
+
+
+def console() -> Console:
+    """A stdout console; rich honours NO_COLOR and disables styling when not a terminal."""
+    return Console(highlight=False, soft_wrap=False)
+
+
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False)
