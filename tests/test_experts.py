@@ -1,0 +1,230 @@
+"""xds experts: layout invariants, quality against DeepSeek EPLB, node locality, CLI contract."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from xds.cli import app
+from xds.errors import XdsError
+from xds.experts import (
+    _eplb_layout, balance, balancedness, expected_balancedness, run_experts, synthetic_loads,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import eplb_reference as ref  # noqa: E402
+from conftest import FIXTURES, assert_user_error, run_cli  # noqa: E402
+
+if not any(c.name == "experts" for c in app.registered_commands):  # until commands.py lists it
+    from xds.cli import experts_cmd
+
+    experts_cmd.register(app)
+
+LOADS = FIXTURES / "loads"
+
+
+def eplb_bal(w, P, G, N=1, K=1):
+    phy, _, cnt = ref.rebalance_experts(np.asarray(w, np.float64), P, K, N, G)
+    return balancedness(phy, w, G)
+
+
+def check_invariants(lay, w, P, G, N=1, K=1):
+    L, E = w.shape
+    assert lay.phy2log.shape == (L, P) and lay.phy2log.dtype == np.int64
+    assert lay.replicas.shape == (L, E)
+    assert (lay.replicas >= 1).all()                                  # no expert without a replica
+    assert (lay.replicas.sum(1) == P).all()
+    for l in range(L):                                                # counts match the layout
+        assert (np.bincount(lay.phy2log[l], minlength=E) == lay.replicas[l]).all()
+    assert lay.rank_load.shape == (L, G)                              # P/G slots per rank by construction
+    np.testing.assert_allclose(lay.rank_load.sum(1), w.sum(1), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(lay.balancedness, balancedness(lay.phy2log, w, G), rtol=1e-12)
+    if N > 1 and K % N == 0:                                          # group-limited routing
+        gs = E // K
+        node = np.arange(P) // (P // N)
+        for l in range(L):
+            grp = lay.phy2log[l] // gs
+            for g in np.unique(grp):
+                assert len(set(node[grp == g])) == 1, f"group {g} spans nodes in layer {l}"
+
+
+def skewed(kind, L, E, seed):
+    rng = np.random.default_rng(seed)
+    if kind == "zipf":
+        return synthetic_loads(L, E, hot_ratio=min(30.0, E * 0.6), seed=seed).astype(float)
+    if kind == "lognormal":
+        return synthetic_loads(L, E, hot_ratio=min(20.0, E * 0.5), seed=seed, kind="lognormal").astype(float)
+    w = rng.integers(0, 100, size=(L, E)).astype(float)               # hot spot: a few very hot experts
+    hot = rng.integers(0, E, size=(L, 2))
+    np.put_along_axis(w, hot, rng.integers(2000, 8000, size=(L, 2)).astype(float), 1)
+    return w
+
+
+# ---------------------------------------------------------------------------------------------------
+def test_eplb_candidate_is_bit_exact_with_reference():
+    w = synthetic_loads(6, 64, hot_ratio=20, seed=5)
+    for P, G, N, K in [(80, 8, 1, 1), (96, 16, 4, 8), (72, 8, 2, 4), (64, 16, 1, 1), (80, 8, 4, 2)]:
+        phy, _, _ = ref.rebalance_experts(w, P, K, N, G)
+        assert np.array_equal(_eplb_layout(w.astype(np.float32), P, K, N, G), phy)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_invariants_and_never_worse_than_eplb(data):
+    G = data.draw(st.sampled_from([1, 2, 4, 8]))
+    N = data.draw(st.sampled_from([n for n in (1, 2, 4) if G % n == 0]))
+    K = data.draw(st.sampled_from([1, 2, 4, 8]))
+    gs = data.draw(st.integers(1, 4))
+    E = K * gs
+    spr = data.draw(st.integers(1, 4))
+    P = G * spr
+    if P < E:
+        P = G * (-(-E // G))
+    L = data.draw(st.integers(1, 3))
+    w = np.array(data.draw(st.lists(st.integers(0, 1000), min_size=L * E, max_size=L * E)),
+                 dtype=float).reshape(L, E)
+    lay = balance(w, P, G, nodes=N, groups=K)
+    check_invariants(lay, w, P, G, N, K)
+    assert (lay.balancedness <= eplb_bal(w, P, G, N, K) + 1e-9).all()
+
+
+@pytest.mark.parametrize("kind", ["zipf", "lognormal", "hotspot"])
+@pytest.mark.parametrize("P,G,N,K", [(80, 8, 1, 1), (72, 24, 1, 1), (96, 16, 4, 8), (80, 8, 2, 4),
+                                     (64, 16, 1, 1), (96, 32, 4, 16)])
+def test_quality_at_least_eplb_on_skewed_matrices(kind, P, G, N, K):
+    for seed in range(3):
+        w = skewed(kind, 8, 64, seed)
+        lay = balance(w, P, G, nodes=N, groups=K)
+        check_invariants(lay, w, P, G, N, K)
+        eb = eplb_bal(w, P, G, N, K)
+        assert (lay.balancedness <= eb + 1e-9).all(), (lay.balancedness, eb)
+        np.testing.assert_allclose(lay.eplb_balancedness, eb, rtol=1e-12)
+
+
+def test_clearly_better_with_hot_node_under_hierarchical_policy():
+    # 4 nodes x 4 ranks, 8 groups of 8 experts, 128 slots; one expert is 20x hotter than the rest.
+    # EPLB puts 2 groups (16 experts) and hence only 16 spare slots on every node however hot; xds
+    # gives the hot node a single group so 24 of its 32 slots are replicas of the hot group.
+    rng = np.random.default_rng(0)
+    w = rng.integers(50, 150, size=(4, 64)).astype(float)
+    w[:, 8] *= 20
+    lay = balance(w, 128, 16, nodes=4, groups=8)
+    check_invariants(lay, w, 128, 16, 4, 8)
+    eb = eplb_bal(w, 128, 16, 4, 8)
+    margin = eb.mean() / lay.balancedness.mean()
+    print(f"hot-node margin: EPLB {eb.mean():.3f} vs xds {lay.balancedness.mean():.3f} ({margin:.2f}x)")
+    assert margin > 1.15
+
+
+def test_clearly_better_on_heavy_skew_several_slots_per_rank():
+    # one expert takes most tokens; greedy gives it G+1 replicas, stacking two on one rank
+    rng = np.random.default_rng(1)
+    w = rng.integers(1, 10, size=(4, 64)).astype(float)
+    w[:, 0] = 60 * w.sum(1) / 64 * 8
+    lay = balance(w, 72, 8)
+    eb = eplb_bal(w, 72, 8)
+    print(f"skew margin: EPLB {eb.mean():.3f} vs xds {lay.balancedness.mean():.3f}")
+    assert lay.balancedness.mean() < eb.mean() * 0.9
+
+
+def test_one_slot_per_rank_is_optimal_waterfill():
+    w = skewed("zipf", 5, 64, 2)
+    lay = balance(w, 80, 80)
+    per = w / lay.replicas
+    assert np.allclose(lay.balancedness, per.max(1) / (w.sum(1) / 80))
+    assert (lay.balancedness <= eplb_bal(w, 80, 80) + 1e-9).all()
+
+
+def test_balance_rejects_bad_arguments():
+    w = np.ones((2, 8))
+    for kw, flag in [(dict(slots=6, ranks=2), "--slots"), (dict(slots=9, ranks=2), "--slots"),
+                     (dict(slots=8, ranks=4, nodes=3), "--nodes"),
+                     (dict(slots=8, ranks=4, groups=3), "--groups")]:
+        with pytest.raises(XdsError, match=flag):
+            balance(w, **kw)
+    for bad in (np.array([[1.0, -1.0]]), np.array([[1.0, np.nan]]), np.ones((2, 2, 2)), np.zeros((0, 4))):
+        with pytest.raises(XdsError):
+            balance(bad, 4, 2)
+
+
+def test_balancedness_function_and_zero_loads():
+    ph = np.array([[0, 1, 2, 3]])
+    assert balancedness(ph, np.array([1.0, 1, 1, 1]), 2)[0] == pytest.approx(1.0)
+    assert balancedness(ph, np.array([3.0, 1, 1, 1]), 2)[0] == pytest.approx(4 / 3)
+    assert balance(np.zeros((1, 4)), 6, 2).balancedness[0] == 1.0
+    with pytest.raises(XdsError, match="no slot"):
+        balancedness(np.array([[0, 0, 1, 1]]), np.array([1.0, 1, 1, 1]), 2)
+
+
+@pytest.mark.parametrize("kind", ["zipf", "lognormal"])
+def test_synthetic_loads_hit_the_hot_ratio(kind):
+    w = synthetic_loads(16, 256, hot_ratio=30, seed=0, kind=kind)
+    assert w.shape == (16, 256) and w.dtype == np.int64 and (w >= 0).all()
+    ratio = w.max(1) / w.mean(1)
+    assert np.all(np.abs(ratio - 30) < 1.5), ratio
+    assert not np.array_equal(w[0], w[1])
+    with pytest.raises(XdsError):
+        synthetic_loads(2, 8, hot_ratio=20)
+
+
+def test_expected_balancedness():
+    none = expected_balancedness(256, 256, 256)
+    red = expected_balancedness(256, 320, 320)
+    multi = expected_balancedness(256, 320, 32)
+    assert none > red > 1.0 and 1.0 <= multi < red
+    assert none == pytest.approx(30, rel=0.1)       # no redundancy, one expert per rank: hot/mean
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def test_cli_json_keys_out_and_evaluate(tmp_path):
+    out = tmp_path / "layout.json"
+    res = run_cli("experts", "--loads", LOADS / "small_4x32.csv", "--slots", 40, "--ranks", 8,
+                  "--nodes", 2, "--groups", 4, "--json", "--out", out,
+                  "--evaluate", LOADS / "drift_4x32.csv")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    for key in ("phy2log", "replicas", "balancedness", "seconds", "balancedness_out_of_sample"):
+        assert key in doc
+    assert set(doc["balancedness"]) >= {"mean", "worst", "per_layer"}
+    assert len(doc["phy2log"]) == 4 and all(len(r) == 40 for r in doc["phy2log"])
+    assert json.loads(out.read_text()) == doc
+    assert not list(tmp_path.glob(".*tmp"))
+    oos = doc["balancedness_out_of_sample"]
+    assert oos["mean"] >= 1.0 and len(oos["per_layer"]) == 4
+    # the saved layout scores the same in-sample and out-of-sample numbers
+    res2 = run_cli("experts", "--loads", LOADS / "small_4x32.npy", "--ranks", 8, "--layout", out,
+                   "--evaluate", LOADS / "drift_4x32.csv", "--json")
+    assert res2.exit_code == 0, res2.stderr
+    doc2 = json.loads(res2.stdout)
+    assert doc2["balancedness"]["per_layer"] == pytest.approx(doc["balancedness"]["per_layer"])
+    assert doc2["balancedness_out_of_sample"]["mean"] == pytest.approx(oos["mean"])
+
+
+def test_cli_table_output():
+    res = run_cli("experts", "--loads", LOADS / "small_4x32.npy", "--slots", 48, "--ranks", 8)
+    assert res.exit_code == 0, res.stderr
+    assert "balancedness" in res.stdout and "EPLB" in res.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--loads", LOADS / "negative.csv", "--slots", 4, "--ranks", 2], "non-negative"),
+    (["--loads", LOADS / "ragged.csv", "--slots", 4, "--ranks", 2], "line 2"),
+    (["--loads", LOADS / "garbage.csv", "--slots", 4, "--ranks", 2], "line 2"),
+    (["--loads", LOADS / "empty.csv", "--slots", 4, "--ranks", 2], "empty"),
+    (["--loads", LOADS / "garbage.npy", "--slots", 4, "--ranks", 2], ".npy"),
+    (["--loads", LOADS / "nan.npy", "--slots", 4, "--ranks", 2], "finite"),
+    (["--loads", LOADS / "cube.npy", "--slots", 4, "--ranks", 2], "shape"),
+    (["--loads", LOADS / "small_4x32.npy", "--slots", 16, "--ranks", 8], "--slots"),
+    (["--loads", LOADS / "small_4x32.npy", "--slots", 36, "--ranks", 8], "--slots"),
+    (["--loads", LOADS / "small_4x32.npy", "--slots", 40, "--ranks", 8, "--groups", 3], "--groups"),
+    (["--loads", LOADS / "small_4x32.npy", "--slots", 40, "--ranks", 8, "--nodes", 3], "--nodes"),
+    (["--loads", LOADS / "missing.npy", "--slots", 40, "--ranks", 8], "not found"),
+    (["--loads", LOADS / "small_4x32.npy", "--ranks", 8, "--layout", LOADS / "negative.csv"], "not valid JSON"),
+])
+def test_cli_bad_input_one_line_exit_2(args, needle):
+    assert_user_error(run_cli("experts", *args), needle)
