@@ -178,7 +178,9 @@ def _first_model(ann: Any) -> Any:
 
 def describe_validation_error(exc: ValidationError, model: type[BaseModel]) -> tuple[str, str]:
     """Return ``(where, message)`` for the first error of a pydantic ValidationError."""
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # an unknown key is usually a misspelling of a required one: report it (with the hint) first
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     etype = err["type"]
     if etype == "extra_forbidden":

@@ -1,0 +1,315 @@
+"""``xds estimate`` as a function: steady-state step time and throughput of one pool (DESIGN.md §3.3).
+
+Builds a :class:`~xds.cost.Layout` from estimate flags, prices one iteration with the cost model and
+returns the contract JSON document (``phase``, ``step_time_ms``, ``tokens_per_step``, ``tpot_ms`` /
+``ttft_ms``, ``output_throughput_per_chip`` / ``input_throughput_per_chip``, ``breakdown_ms``,
+``hbm_used_gb_per_die``, ``max_batch_per_die``, ``fits``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .cost import CostModel, Fabric, Layout
+from .errors import XdsError
+from .model import ModelSpec, load_model
+from .spec.hardware import HardwareSpec, load_hardware
+
+
+@dataclass
+class EstimateArgs:
+    """The flags of ``xds estimate`` (DESIGN.md §3.3); ``None`` means "use the default"."""
+
+    model: str = "deepseek-r1"
+    hardware: str = "ascend-910c"
+    cluster: str | None = None
+    phase: str = "decode"
+    chips: int | None = None
+    ep: int | None = None
+    dp: int | None = None
+    tp: int = 1
+    batch_per_die: float | None = None
+    batch_per_chip: float | None = None
+    tokens_per_chip: float | None = None
+    input_len: int = 4096
+    output_len: int = 256
+    mtp: int = 0
+    mtp_acceptance: float = 0.7
+    microbatches: int = 2
+    eplb: str = "default"
+    quant: str | None = None
+    kv_dtype: str = "bf16"
+    shared_expert_dies: int = 0
+    redundant_experts: int | None = None
+    balancedness: float | None = None
+
+
+def default_cluster(hw: HardwareSpec) -> str:
+    """``cloudmatrix384`` for Ascend, ``h800-ib`` for NVIDIA (DESIGN.md §3.3)."""
+    return "cloudmatrix384" if hw.vendor == "huawei" else "h800-ib"
+
+
+def fabric_for(cluster: str, hw: HardwareSpec, dies: int) -> Fabric:
+    """Per-die all-to-all bandwidth for an EP group of ``dies`` dies on ``cluster``.
+
+    Uses the topology graph when it can (aggregate all-to-all bandwidth of the first ``dies`` dies);
+    CloudMatrix384's UB spans every node, so EP stays on the scale-up plane at any size, while on an
+    NVLink-island cluster an EP group wider than one node crosses the scale-out (IB) fabric.
+    """
+    try:
+        from .topology import build_topology
+
+        topo = build_topology(cluster)
+        n = min(dies, topo.n_dies)
+        ids = np.arange(n)
+        gb_s = float(topo.alltoall_gb_s(ids, plane="ub"))
+        spans_nodes = len(np.unique(topo.die_node[ids])) > 1
+        # UB spans the whole SuperPod; NVLink ends at the node, so wider EP crosses InfiniBand
+        plane = "scale_out" if spans_nodes and topo.summary()["builder"] != "cloudmatrix" else "scale_up"
+        return Fabric(gb_s=gb_s, plane=plane)
+    except ImportError:  # topology not available: fall back to the hardware's link figures
+        pass
+    if hw.vendor == "huawei" or dies <= 8:
+        return Fabric(hw.scale_up_gb_s_per_die, "scale_up")
+    return Fabric(hw.scale_out_gb_s_per_die, "scale_out")
+
+
+def eplb_balancedness(model: ModelSpec, routed_ranks: int, routed_slots: int, eplb: str,
+                      sequences: float) -> float:
+    """MoE imbalance (max/mean EP-rank load) for an ``--eplb`` mode and ``sequences`` sequences per
+    microbatch.
+
+    ``perfect`` is 1. ``default`` is what xds's own balancer achieves with the layout's redundant
+    slots on realistic skewed loads, sampled per batch (:mod:`xds.imbalance`); ``none`` is the same
+    with no redundant slots.
+    """
+    if eplb not in ("default", "none", "perfect"):
+        raise XdsError(f"unknown EPLB mode {eplb!r} (allowed: perfect, default, none)", file="--eplb")
+    if not model.is_moe or eplb == "perfect":
+        return 1.0
+    from .imbalance import expected_balancedness
+
+    slots = routed_slots if eplb == "default" else routed_ranks * math.ceil(model.n_routed_experts / routed_ranks)
+    return expected_balancedness(model.n_routed_experts, slots, routed_ranks, sequences)
+
+
+def build_layout(a: EstimateArgs, model: ModelSpec, hw: HardwareSpec) -> tuple[Layout, int]:
+    """Turn estimate flags into a layout; returns ``(layout, chips)``."""
+    dpc = hw.dies_per_chip
+    if a.chips is not None and a.chips < 1:
+        raise XdsError(f"must be a positive integer (got {a.chips})", file="--chips")
+    if a.ep is not None and a.ep < 1:
+        raise XdsError(f"must be a positive integer (got {a.ep})", file="--ep")
+    if a.chips is None and a.ep is None:
+        raise XdsError("give --chips N or --ep E (EP ranks = dies) to size the instance", file="--chips")
+    dies = a.chips * dpc if a.chips is not None else a.ep
+    if a.chips is None:
+        if dies % dpc:
+            raise XdsError(f"EP{dies} is not a whole number of {hw.name} chips ({dpc} dies each)",
+                           file="--ep")
+    chips = dies // dpc
+    ep = a.ep if a.ep is not None else dies
+    if ep > dies:
+        raise XdsError(f"EP{ep} needs {ep} dies but {chips} chips have {dies}", file="--ep")
+    if dies % ep:
+        raise XdsError(f"EP{ep} does not divide the {dies} dies of {chips} chips", file="--ep")
+    if a.tp < 1 or dies % a.tp:
+        raise XdsError(f"TP{a.tp} does not divide the {dies} dies", file="--tp")
+    dp = a.dp if a.dp is not None else dies // a.tp
+    if dp < 1 or dp * a.tp != dies:
+        raise XdsError(f"DP{dp} × TP{a.tp} = {dp * a.tp} must equal the {dies} dies", file="--dp")
+    if a.shared_expert_dies < 0 or a.shared_expert_dies >= ep:
+        raise XdsError(f"must be in [0, {ep - 1}] (got {a.shared_expert_dies})", file="--shared-expert-dies")
+    routed_ranks = ep - a.shared_expert_dies
+    e = model.n_routed_experts
+    if model.is_moe:
+        if a.redundant_experts is None:
+            slots = routed_ranks * math.ceil(e / routed_ranks)
+        else:
+            if a.redundant_experts < 0:
+                raise XdsError(f"must be >= 0 (got {a.redundant_experts})", file="--redundant-experts")
+            slots = e + a.redundant_experts
+            if slots % routed_ranks:
+                raise XdsError(
+                    f"{e} experts + {a.redundant_experts} redundant = {slots} slots do not divide over "
+                    f"{routed_ranks} routed EP ranks", file="--redundant-experts")
+    else:
+        slots = 0
+    quant = a.quant or hw.default_quant
+    if a.mtp < 0 or a.mtp > 4:
+        raise XdsError(f"MTP draft tokens must be 0..4 (got {a.mtp})", file="--mtp")
+    if not (0.0 <= a.mtp_acceptance <= 1.0) or not math.isfinite(a.mtp_acceptance):
+        raise XdsError(f"must be within [0, 1] (got {a.mtp_acceptance})", file="--mtp-acceptance")
+    if a.microbatches < 1 or a.microbatches > 8:
+        raise XdsError(f"must be 1..8 (got {a.microbatches})", file="--microbatches")
+    lay = Layout(dies=dies, ep=ep, dp=dp, tp=a.tp, shared_dies=a.shared_expert_dies,
+                 routed_slots=slots, mtp=a.mtp if a.phase == "decode" else 0,
+                 mtp_acceptance=a.mtp_acceptance, microbatches=a.microbatches, quant=quant,
+                 kv_dtype=a.kv_dtype)
+    if a.balancedness is not None:
+        if not (a.balancedness >= 1.0 and math.isfinite(a.balancedness)):
+            raise XdsError(f"must be >= 1 (got {a.balancedness})", file="--balancedness")
+        bal = a.balancedness
+    else:
+        if a.phase == "decode":
+            per_die = a.batch_per_die if a.batch_per_die is not None else (a.batch_per_chip or 0) / dpc
+            seqs = per_die * dp / a.microbatches
+        else:
+            seqs = (a.tokens_per_chip or 16384) / dpc * dies / a.input_len / a.microbatches
+        bal = eplb_balancedness(model, routed_ranks, slots, a.eplb, seqs) if model.is_moe else 1.0
+    return replace(lay, balancedness=bal), chips
+
+
+def _ms(d: dict[str, Any]) -> dict[str, float]:
+    return {k: round(float(np.ravel(v)[0]) / 1e3, 4) for k, v in d.items()}
+
+
+@dataclass
+class Prepared:
+    """An estimate's inputs resolved once (model, layout, fabric), so it can be re-priced cheaply
+    with other efficiency factors (``xds calibrate``)."""
+
+    args: EstimateArgs
+    model: ModelSpec
+    hw: HardwareSpec
+    cluster: str
+    layout: Layout
+    chips: int
+    fabric: Fabric
+    batch_per_die: float = 0.0
+    tokens_per_chip: float = 0.0
+
+
+def prepare(args: EstimateArgs | None = None, **kw: Any) -> Prepared:
+    """Validate estimate flags and resolve model, hardware, layout and fabric."""
+    a = replace(args or EstimateArgs(), **kw)
+    if a.phase not in ("decode", "prefill"):
+        raise XdsError(f"unknown phase {a.phase!r} (allowed: decode, prefill)", file="--phase")
+    model = load_model(a.model)
+    hw = load_hardware(a.hardware) if isinstance(a.hardware, str) else a.hardware
+    cluster = a.cluster or default_cluster(hw)
+    for flag, v in (("--input-len", a.input_len), ("--output-len", a.output_len)):
+        if v is None or v < 1:
+            raise XdsError(f"must be a positive number of tokens (got {v})", file=flag)
+    dpc = hw.dies_per_chip
+    b = t_chip = None
+    if a.phase == "decode":
+        if a.batch_per_die is not None and a.batch_per_chip is not None:
+            raise XdsError("give --batch-per-die or --batch-per-chip, not both", file="--batch-per-die")
+        b = a.batch_per_die if a.batch_per_die is not None else (
+            a.batch_per_chip / dpc if a.batch_per_chip is not None else None)
+        if b is None:
+            raise XdsError("decode needs --batch-per-die B or --batch-per-chip B", file="--batch-per-die")
+        if not (b > 0) or not math.isfinite(b):
+            raise XdsError(f"batch must be > 0 (got {b})",
+                           file="--batch-per-die" if a.batch_per_die is not None else "--batch-per-chip")
+        if a.tokens_per_chip is not None:
+            raise XdsError("--tokens-per-chip is a prefill flag; decode uses --batch-per-die/--batch-per-chip",
+                           file="--tokens-per-chip")
+    else:
+        if a.batch_per_die is not None or a.batch_per_chip is not None:
+            raise XdsError("--batch-per-die/--batch-per-chip are decode flags; prefill uses --tokens-per-chip",
+                           file="--batch-per-die")
+        t_chip = a.tokens_per_chip if a.tokens_per_chip is not None else 16384
+        if not (t_chip > 0) or not math.isfinite(t_chip):
+            raise XdsError(f"must be > 0 (got {t_chip})", file="--tokens-per-chip")
+    lay, chips = build_layout(a, model, hw)
+    p = Prepared(a, model, hw, cluster, lay, chips, fabric_for(cluster, hw, lay.ep))
+    p.batch_per_die = float(b or 0.0)
+    p.tokens_per_chip = float(t_chip or 0.0)
+    return p
+
+
+def price(p: Prepared, hw: HardwareSpec | None = None, *, full: bool = True) -> dict[str, Any]:
+    """Price a prepared estimate (optionally on other hardware factors); the contract document."""
+    a, model, lay, chips = p.args, p.model, p.layout, p.chips
+    hw = hw or p.hw
+    cm = CostModel(model, hw, lay, p.fabric)
+    dpc = hw.dies_per_chip
+    doc: dict[str, Any] = {"phase": a.phase, "model": model.name, "hardware": hw.name,
+                           "cluster": p.cluster, "chips": chips, "dies": lay.dies,
+                           "layout": {"ep": lay.ep, "dp": lay.dp, "tp": lay.tp,
+                                      "shared_expert_dies": lay.shared_dies,
+                                      "routed_slots": lay.routed_slots, "mtp": lay.mtp,
+                                      "mtp_acceptance": lay.mtp_acceptance,
+                                      "microbatches": lay.microbatches, "quant": lay.quant,
+                                      "kv_dtype": lay.kv_dtype, "eplb": a.eplb,
+                                      "balancedness": round(lay.balancedness, 4),
+                                      "fabric": p.fabric.plane,
+                                      "fabric_gb_s_per_die": round(p.fabric.gb_s, 3)}}
+    if a.phase == "decode":
+        b = p.batch_per_die
+        ctx_mean = a.input_len + a.output_len / 2.0       # context uniform over [I, I+O]
+        ranks = np.full(lay.dp, b, dtype=float)
+        total, bd, bound, per_layer = cm.decode_step_us(ranks, ranks * ctx_mean, detail=True)
+        step_ms = float(np.ravel(total)[0]) / 1e3
+        tps = lay.tokens_per_step()
+        doc.update({
+            "batch_per_die": b, "batch_per_chip": b * dpc, "input_len": a.input_len,
+            "output_len": a.output_len, "step_time_ms": round(step_ms, 4),
+            "tokens_per_step": round(tps, 4), "tpot_ms": round(step_ms / tps, 4),
+            "output_throughput_per_chip": round(b * lay.dp * tps / (step_ms / 1e3) / chips, 2),
+            "moe_layer_us": round(float(np.ravel(per_layer["moe_layer_us"])[0]), 2),
+        })
+        if not full:
+            return doc
+        hbm = cm.hbm_gb(b, a.input_len + a.output_len)
+        roof = roofline_decode(model, hw, lay, b, ctx_mean)
+    else:
+        t_chip = p.tokens_per_chip
+        n = t_chip / dpc
+        seqs = n / a.input_len
+        pairs = seqs * a.input_len * (a.input_len + 1) / 2.0
+        total, bd, bound = cm.prefill_batch_us(n, pairs, seqs, detail=True)
+        step_ms = float(total) / 1e3
+        doc.update({
+            "tokens_per_chip": t_chip, "input_len": a.input_len, "step_time_ms": round(step_ms, 4),
+            "tokens_per_step": t_chip, "ttft_ms": round(step_ms, 4),
+            "input_throughput_per_chip": round(t_chip / (step_ms / 1e3), 2),
+        })
+        if not full:
+            return doc
+        hbm = cm.hbm_gb(0, 0, phase="prefill", prefill_tokens=n)
+        roof = roofline_prefill(model, hw, lay, n, pairs, seqs)
+    doc["breakdown_ms"] = _ms(bd)
+    doc["bound"] = {k: bound.get(k, "overhead") for k in bd}
+    doc["roofline_step_ms"] = round(roof, 4)
+    doc["hbm_used_gb_per_die"] = round(hbm["total"], 3)
+    doc["hbm_breakdown_gb"] = {k: round(v, 3) for k, v in hbm.items()}
+    doc["max_batch_per_die"] = cm.max_batch_per_die(a.input_len + a.output_len)
+    doc["fits"] = bool(hbm["free"] >= 0)
+    if not doc["fits"]:
+        doc["hbm_shortfall_gb"] = round(-hbm["free"], 3)
+    return doc
+
+
+def estimate(args: EstimateArgs | None = None, **kw: Any) -> dict[str, Any]:
+    """Price one pool in steady state; returns the ``xds estimate --json`` document."""
+    return price(prepare(args, **kw))
+
+
+def roofline_decode(model: ModelSpec, hw: HardwareSpec, lay: Layout, b: float, ctx: float) -> float:
+    """Lower bound (ms) on a decode step per die: every FLOP at peak or every byte at full HBM
+    bandwidth, whichever is larger; no launches, no communication, perfect balance."""
+    q = b * (1 + lay.mtp)
+    flops = q * model.decode_flops_per_token(ctx) / lay.tp * lay.dp / lay.dies
+    routed_w = lay.routed_slots / max(lay.ep - lay.shared_dies, 1) * model.expert_params()
+    w = (model.dense_params() - model.embedding_params()) / lay.tp + model.moe_layers * routed_w
+    bytes_ = w * (1.0 if lay.quant != "bf16" else 2.0) + b * ctx * model.kv_bytes_per_token(lay.kv_dtype)
+    return max(flops / hw.peak_flops(lay.quant), bytes_ / (hw.hbm_gb_s_per_die * 1e9)) * 1e3
+
+
+def roofline_prefill(model: ModelSpec, hw: HardwareSpec, lay: Layout, n: float, pairs: float,
+                     seqs: float) -> float:
+    """Lower bound (ms) on prefilling ``n`` tokens on one die at peak compute."""
+    matmul = 2.0 * (model.active_params() - model.embedding_params() - model.lm_head_params()) * n
+    if model.attention == "mla":
+        per_pair = 2.0 * model.heads * (model.qk_nope_head_dim + model.qk_rope_head_dim + model.v_head_dim)
+    else:
+        per_pair = 4.0 * model.heads * model.head_dim
+    flops = matmul + per_pair * pairs * model.layers + 2.0 * model.lm_head_params() * seqs
+    return flops / hw.peak_flops(lay.quant) * 1e3
