@@ -1,0 +1,251 @@
+"""``xds simulate``: run a plan over a workload (its own ``workload:`` block, a trace, or synthetic
+flags) and report vLLM-style metrics, SLO windows and a timeline. Exit 1 when the SLO is missed."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Optional
+
+import typer
+
+from .output import console, emit_json, err_console, write_out
+
+
+def workload_from_flags(loaded, *, trace: str | None = None, fmt: str = "auto",
+                        rate_scale: float | None = None, duration: float | None = None,
+                        requests: int | None = None, rate: float | None = None,
+                        arrival: str | None = None, cv: float | None = None,
+                        input_len: int | None = None, output_len: int | None = None,
+                        input_dist: str | None = None, output_dist: str | None = None,
+                        seed: int = 0):
+    """Build the workload for a plan from CLI flags; flags override the plan's ``workload:`` block.
+
+    ``input_dist``/``output_dist`` are JSON/YAML mappings like ``{dist: lognormal, mean: 1000,
+    sigma: 1}``. Shared by ``xds simulate`` and ``xds chaos``. Raises XdsError on bad input.
+    """
+    from ..errors import XdsError
+    from ..workload import WorkloadSpec, load_workload
+    from ..yamlio import validate
+
+    def pos(v, flag, integer=False):
+        if v is None:
+            return
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0) or (integer and int(v) != v):
+            raise XdsError(f"must be a {'whole number' if integer else 'finite number'} > 0 (got {v})",
+                           file=flag)
+
+    for v, flag, integer in ((rate_scale, "--rate-scale", False), (duration, "--duration", False),
+                             (requests, "--requests", True), (rate, "--rate", False), (cv, "--cv", False),
+                             (input_len, "--input-len", True), (output_len, "--output-len", True)):
+        pos(v, flag, integer)
+    if input_len is not None and input_dist is not None:
+        raise XdsError("give --input-len or --input-dist, not both", file="--input-dist")
+    if output_len is not None and output_dist is not None:
+        raise XdsError("give --output-len or --output-dist, not both", file="--output-dist")
+
+    def dist(text, flag):
+        import yaml
+        try:
+            d = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise XdsError(f"not a mapping like '{{dist: lognormal, mean: 1000, sigma: 1}}' ({exc.__class__.__name__})",
+                           file=flag) from None
+        if not isinstance(d, dict):
+            raise XdsError("expected a mapping like '{dist: lognormal, mean: 1000, sigma: 1}'", file=flag)
+        return d
+
+    synth_flags = any(v is not None for v in (rate, input_len, output_len, input_dist, output_dist))
+    base: dict[str, Any] = {}
+    plan_w = loaded.spec.workload
+    if trace is None and plan_w is not None:
+        base = plan_w.model_dump(exclude_unset=True)
+        if synth_flags and "trace" in base:
+            base = {}          # synthetic flags replace a plan trace entirely
+    data = dict(base)
+    if trace is not None:
+        data = {"trace": trace}
+        if fmt != "auto":
+            data["format"] = fmt
+        if rate is not None:
+            data["rate_rps"] = rate
+    elif fmt != "auto":
+        raise XdsError("--format applies to --trace", file="--format")
+    if rate_scale is not None:
+        data["rate_scale"] = rate_scale
+    if duration is not None:
+        data["duration_s"] = duration
+    if requests is not None:
+        data["requests"] = requests
+    if trace is None:
+        if rate is not None:
+            data["rate_rps"] = rate
+        if input_len is not None:
+            data["input"] = {"dist": "fixed", "value": int(input_len)}
+        if output_len is not None:
+            data["output"] = {"dist": "fixed", "value": int(output_len)}
+        if input_dist is not None:
+            data["input"] = dist(input_dist, "--input-dist")
+        if output_dist is not None:
+            data["output"] = dist(output_dist, "--output-dist")
+    if arrival is not None:
+        data["arrival"] = arrival
+    if cv is not None:
+        data["cv"] = cv
+    if not data:
+        raise XdsError("the plan has no workload: block; give --trace FILE or synthetic flags "
+                       "(--rate R --input-len I --output-len O --requests N)", file=loaded.path)
+    label = "workload flags" if (trace is not None or synth_flags) else loaded.path
+    spec = validate(WorkloadSpec, data, file=label)
+    base_dir = loaded.base_dir if (trace is None and not synth_flags) else None
+    return load_workload(spec, base_dir=base_dir, seed=seed)
+
+
+def _progress_bar(enabled: bool):
+    """A rich progress bar on stderr that appears only for runs longer than ~2 s."""
+    if not enabled or not sys.stderr.isatty():
+        return None, None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    state: dict[str, Any] = {"t0": time.perf_counter(), "prog": None, "task": None}
+
+    def cb(sim_t: float, done: int, total: int) -> None:
+        if state["prog"] is None:
+            if time.perf_counter() - state["t0"] < 2.0:
+                return
+            state["prog"] = Progress(TextColumn("simulating"), BarColumn(),
+                                     TextColumn("{task.completed:,}/{task.total:,} requests"),
+                                     TextColumn("t={task.fields[sim]:.0f}s"), TimeElapsedColumn(),
+                                     console=err_console(), transient=True)
+            state["prog"].start()
+            state["task"] = state["prog"].add_task("sim", total=total, sim=0.0)
+        state["prog"].update(state["task"], completed=done, sim=sim_t)
+
+    def close() -> None:
+        if state["prog"] is not None:
+            state["prog"].stop()
+
+    return cb, close
+
+
+def run_simulate(plan: str, *, seed: int = 0, concurrency: int | None = None, progress=None,
+                 timing: bool = False, requests_out: str | None = None, plot: str | None = None,
+                 **wflags):
+    """Load + place the plan, build the workload, simulate; returns ``(doc, result)``."""
+    from ..engine import simulate
+    from ..errors import XdsError
+    from ..plan import place
+    from ..report import build_report, requests_csv, write_plot
+    from ..spec.plan import load_plan
+
+    if seed < 0:
+        raise XdsError(f"must be >= 0 (got {seed})", file="--seed")
+    if concurrency is not None and concurrency < 1:
+        raise XdsError(f"must be a whole number >= 1 (got {concurrency})", file="--concurrency")
+    loaded = load_plan(plan)
+    w = workload_from_flags(loaded, seed=seed, **wflags)
+    placed = place(loaded)
+    t0 = time.perf_counter()
+    res = simulate(placed, w, seed=seed, concurrency=concurrency, progress=progress)
+    wall = time.perf_counter() - t0
+    doc = build_report(res, placed, workload=w, wall_seconds=wall if timing else None)
+    if requests_out:
+        from ..fileio import write_text_atomic
+        write_text_atomic(requests_out, requests_csv(res))
+    if plot:
+        write_plot(res, plot)
+    return doc, res
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "simulate",
+        help="Simulate a plan over a workload (the plan's own, a trace, or synthetic flags) and report "
+        "TTFT/TPOT/throughput, SLO windows and a timeline. Exit 1 when the SLO is missed.\n\n"
+        "Example: xds simulate plans/cloudmatrix-infer-pd.yaml --rate 40 --input-len 4096 "
+        "--output-len 256 --duration 120 --json",
+    )
+    def simulate_cmd(
+        plan: str = typer.Argument(..., help="Plan YAML file."),
+        trace: Optional[str] = typer.Option(None, "--trace", help="Trace file (Azure CSV, Mooncake JSONL, BurstGPT CSV, length CSV)."),
+        fmt: str = typer.Option("auto", "--format", help="Trace format: auto, azure, mooncake, burstgpt, lengths."),
+        rate_scale: Optional[float] = typer.Option(None, "--rate-scale", help="Compress trace time by X (offered rate × X)."),
+        duration: Optional[float] = typer.Option(None, "--duration", help="Workload length in s (traces are looped or cut)."),
+        requests: Optional[int] = typer.Option(None, "--requests", help="Keep the first N requests."),
+        rate: Optional[float] = typer.Option(None, "--rate", help="Synthetic arrival rate (req/s); also the rate of a length-only trace."),
+        arrival: Optional[str] = typer.Option(None, "--arrival", help="poisson or gamma."),
+        cv: Optional[float] = typer.Option(None, "--cv", help="Gamma arrivals: coefficient of variation of the gaps."),
+        input_len: Optional[int] = typer.Option(None, "--input-len", help="Fixed prompt length (tokens)."),
+        output_len: Optional[int] = typer.Option(None, "--output-len", help="Fixed output length (tokens)."),
+        input_dist: Optional[str] = typer.Option(None, "--input-dist", help="Prompt length distribution, e.g. '{dist: lognormal, mean: 1000, sigma: 1}'."),
+        output_dist: Optional[str] = typer.Option(None, "--output-dist", help="Output length distribution (same form)."),
+        concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Closed loop: keep N requests in flight."),
+        seed: int = typer.Option(0, "--seed", help="Seed of synthetic workloads (same seed, same bytes)."),
+        json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+        out: Optional[str] = typer.Option(None, "--out", help="Write the JSON document to this file (atomically)."),
+        requests_out: Optional[str] = typer.Option(None, "--requests-out", help="Write per-request records to this CSV."),
+        plot: Optional[str] = typer.Option(None, "--plot", help="Write TTFT/TPOT CDFs and the timeline to FILE.png|svg (matplotlib)."),
+        timing: bool = typer.Option(False, "--timing", help="Include wall_seconds (non-deterministic) in the JSON."),
+        no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar on stderr."),
+    ) -> int:
+        cb, close = _progress_bar(not (no_progress or json_out))
+        try:
+            doc, _ = run_simulate(plan, seed=seed, concurrency=concurrency, progress=cb, timing=timing,
+                                  requests_out=requests_out, plot=plot, trace=trace, fmt=fmt,
+                                  rate_scale=rate_scale, duration=duration, requests=requests,
+                                  rate=rate, arrival=arrival, cv=cv, input_len=input_len,
+                                  output_len=output_len, input_dist=input_dist, output_dist=output_dist)
+        finally:
+            if close:
+                close()
+        code = 0 if doc["passed"] else 1
+        if json_out:
+            emit_json(doc, out)
+            raise typer.Exit(code)
+        write_out(doc, out)
+        _render(doc)
+        raise typer.Exit(code)
+
+
+def _fmt(v, nd=1):
+    return "-" if v is None else f"{v:,.{nd}f}"
+
+
+def _render(doc: dict) -> None:
+    from rich.table import Table
+
+    c = console()
+    slo = doc["slo"]
+    t = Table(title=f"xds simulate: {doc['plan']} ({doc['model']} on {doc['chips']} chips / "
+                    f"{doc['dies']} dies)", show_header=False)
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    t.add_row("requests completed / failed", f"{doc['completed']:,} / {doc['failed']:,}")
+    if doc["failed_reasons"]:
+        t.add_row("failure reasons", ", ".join(f"{k}: {v}" for k, v in doc["failed_reasons"].items()))
+    t.add_row("simulated duration", f"{doc['duration']:,.1f} s")
+    t.add_row("output throughput", f"{_fmt(doc['output_throughput'])} tok/s "
+                                   f"({_fmt(doc['output_throughput_per_chip'])} per chip)")
+    t.add_row("input throughput per chip", f"{_fmt(doc['input_throughput_per_chip'])} tok/s")
+    for pool, d in doc["pools"].items():
+        k = "output_throughput_per_chip" if pool == "decode" else "input_throughput_per_chip"
+        t.add_row(f"  {pool} pool ({d['chips']} chips) per chip", f"{_fmt(d.get(k))} tok/s")
+    t.add_row("TTFT mean / p50 / p99", f"{_fmt(doc['mean_ttft_ms'])} / {_fmt(doc['median_ttft_ms'])} / "
+                                       f"{_fmt(doc['p99_ttft_ms'])} ms")
+    t.add_row("TPOT mean / p50 / p99", f"{_fmt(doc['mean_tpot_ms'], 2)} / {_fmt(doc['median_tpot_ms'], 2)} / "
+                                       f"{_fmt(doc['p99_tpot_ms'], 2)} ms")
+    t.add_row("ITL mean / p99", f"{_fmt(doc['mean_itl_ms'], 2)} / {_fmt(doc['p99_itl_ms'], 2)} ms")
+    t.add_row("E2E latency mean / p99", f"{_fmt(doc['mean_e2el_ms'])} / {_fmt(doc['p99_e2el_ms'])} ms")
+    if doc.get("prefix_cache_hit_rate") is not None:
+        t.add_row("prefix cache hit rate", f"{doc['prefix_cache_hit_rate']:.1%}")
+    if doc["recomputed_requests"]:
+        t.add_row("recomputed requests / tokens", f"{doc['recomputed_requests']:,} / {doc['recomputed_tokens']:,}")
+    verdict = "[bold green]PASS[/]" if doc["passed"] else "[bold red]FAIL[/]"
+    t.add_row("SLO", f"p{slo['percentile']:g} TTFT ≤ {slo['ttft_ms']:g} ms, TPOT ≤ {slo['tpot_ms']:g} ms "
+                     f"per {slo['window_s']:g} s window")
+    t.add_row("SLO attainment", f"{(doc['slo_attainment'] or 0):.1%} of {slo['windows_total']} windows "
+                                f"(target {slo['target']:.0%}) {verdict}")
+    if "wall_seconds" in doc:
+        t.add_row("wall time", f"{doc['wall_seconds']:.2f} s ({doc['simulated_requests_per_wall_second']:,.0f} req/s)")
+    c.print(t)
