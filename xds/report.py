@@ -282,3 +282,44 @@ def write_plot(res: SimResult, path: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=suffix)
     plt.close(fig)
+
+
+def write_timeline_plot(doc: dict[str, Any], path: str, *, markers: list[dict[str, Any]] = ()) -> None:
+    """p99 TPOT and output throughput per window from a result document, with fault (red) and
+    recovery (green) markers — the chaos view (needs matplotlib: ``plot`` extra)."""
+    from .errors import XdsError
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise XdsError("plotting needs matplotlib (pip install 'xds[plot]')", file="--plot") from exc
+    from .fileio import atomic_path
+    suffix = path.rsplit(".", 1)[-1].lower()
+    if suffix not in ("png", "svg", "pdf"):
+        raise XdsError(f"unsupported plot format .{suffix} (allowed: .png, .svg, .pdf)", file="--plot")
+    docs = doc["policies"] if "policies" in doc else {doc.get("policy", "run"): doc}
+    fig, ax = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    for name, d in docs.items():
+        rows = d["timeline"]
+        t = [r["t_s"] for r in rows]
+        ax[0].plot(t, [r["p99_tpot_ms"] if r["p99_tpot_ms"] is not None else float("nan") for r in rows],
+                   label=name)
+        ax[1].plot(t, [r["output_throughput"] or 0 for r in rows], label=name)
+        for rec in d.get("recovery", []):
+            for a in ax:
+                a.axvline(rec["at_s"], color="tab:red", alpha=0.4, lw=1)
+                if rec.get("recovered_at_s") is not None:
+                    a.axvline(rec["recovered_at_s"], color="tab:green", alpha=0.4, lw=1, ls="--")
+        slo = d["slo"]["tpot_ms"]
+    ax[0].axhline(slo, color="black", ls=":", lw=1, label="TPOT SLO")
+    ax[0].set_ylabel("p99 TPOT (ms)")
+    ax[1].set_ylabel("output tokens/s")
+    ax[1].set_xlabel("time (s)")
+    for a in ax:
+        a.grid(alpha=0.3)
+        a.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=suffix)
+    plt.close(fig)

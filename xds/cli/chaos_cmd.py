@@ -1,0 +1,170 @@
+"""``xds chaos``: replay a fault scenario (or random fault timelines) against a plan under a
+recovery policy and judge the TPOT/TTFT SLA."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .output import console, emit_json, write_out
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float | None]) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = (hi - lo) or 1.0
+    return "".join(" " if v is None else SPARK[min(int((v - lo) / span * 7.999), 7)] for v in values)
+
+
+def markers(doc: dict, n: int, window: float) -> str:
+    row = [" "] * n
+    for rec in doc.get("recovery", []):
+        i = min(int(rec["at_s"] // window), n - 1)
+        row[i] = "^"
+        r = rec.get("recovered_at_s")
+        if r is not None and r > rec["at_s"]:
+            j = min(int(r // window), n - 1)
+            if row[j] == " ":
+                row[j] = "|"
+    return "".join(row)
+
+
+def run_chaos_command(plan: str, *, scenario: Optional[str], policy: Optional[str], seed: int = 0,
+                      random: bool = False, rate_per_1000_chip_days: Optional[float] = None,
+                      hours: Optional[float] = None, trials: int = 10, **wflags) -> dict:
+    """``xds chaos`` as a function: the result document."""
+    from ..chaos import load_scenario, run_chaos, run_random
+    from ..errors import XdsError
+    from ..plan import place
+    from ..spec.plan import load_plan
+    from .simulate_cmd import workload_from_flags
+
+    if seed < 0:
+        raise XdsError(f"must be >= 0 (got {seed})", file="--seed")
+    if random:
+        if scenario:
+            raise XdsError("give --scenario FILE or --random, not both", file="--random")
+        if rate_per_1000_chip_days is None or hours is None:
+            raise XdsError("--random needs --rate-per-1000-chip-days R and --hours H", file="--random")
+    elif not scenario:
+        raise XdsError("give --scenario FILE (or --random with rates)", file="--scenario")
+    loaded = load_plan(plan)
+    if random and wflags.get("duration") is None:
+        wflags["duration"] = hours * 3600.0
+    w = workload_from_flags(loaded, seed=seed, **wflags)
+    placed = place(loaded)
+    if random:
+        return run_random(placed, w, rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
+                          trials=trials, policy=policy, seed=seed)
+    sc = load_scenario(scenario)
+    return run_chaos(placed, w, sc, policy=policy, seed=seed)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "chaos",
+        help="Replay a fault scenario mid-traffic under a recovery policy (restart, pd-failover, "
+        "fine-grained, or all side by side): TPOT/TTFT over time, requests recomputed or lost, and the "
+        "SLA verdict. Exit 1 when the SLA fails.\n\n"
+        "Example: xds chaos plans/cloudmatrix-infer-pd.yaml --scenario fixtures/faults/die_down.yaml "
+        "--policy all",
+    )
+    def chaos_cmd(
+        plan: str = typer.Argument(..., help="Plan YAML file."),
+        scenario: Optional[str] = typer.Option(None, "--scenario", help="Scenario YAML (events: ...)."),
+        policy: Optional[str] = typer.Option(None, "--policy", help="restart, pd-failover, fine-grained or all (default: the plan's)."),
+        random: bool = typer.Option(False, "--random", help="Draw fault timelines from rates instead of a scenario."),
+        rate_per_1000_chip_days: Optional[float] = typer.Option(None, "--rate-per-1000-chip-days", help="--random: faults per 1000 chip-days (Llama 3: 0.47)."),
+        hours: Optional[float] = typer.Option(None, "--hours", help="--random: hours of traffic per trial."),
+        trials: int = typer.Option(10, "--trials", help="--random: number of timelines."),
+        trace: Optional[str] = typer.Option(None, "--trace", help="Trace file (as xds simulate)."),
+        fmt: str = typer.Option("auto", "--format", help="Trace format."),
+        rate_scale: Optional[float] = typer.Option(None, "--rate-scale", help="Compress trace time by X."),
+        duration: Optional[float] = typer.Option(None, "--duration", help="Workload length in s."),
+        requests: Optional[int] = typer.Option(None, "--requests", help="Keep the first N requests."),
+        rate: Optional[float] = typer.Option(None, "--rate", help="Synthetic arrival rate (req/s)."),
+        arrival: Optional[str] = typer.Option(None, "--arrival", help="poisson or gamma."),
+        cv: Optional[float] = typer.Option(None, "--cv", help="Gamma arrivals: CV of the gaps."),
+        input_len: Optional[int] = typer.Option(None, "--input-len", help="Fixed prompt length."),
+        output_len: Optional[int] = typer.Option(None, "--output-len", help="Fixed output length."),
+        input_dist: Optional[str] = typer.Option(None, "--input-dist", help="Prompt length distribution."),
+        output_dist: Optional[str] = typer.Option(None, "--output-dist", help="Output length distribution."),
+        seed: int = typer.Option(0, "--seed", help="Seed (same seed, same bytes)."),
+        json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+        out: Optional[str] = typer.Option(None, "--out", help="Write the JSON document here (atomically)."),
+        plot: Optional[str] = typer.Option(None, "--plot", help="TPOT/throughput timeline with fault markers (png/svg)."),
+    ) -> None:
+        doc = run_chaos_command(plan, scenario=scenario, policy=policy, seed=seed, random=random,
+                                rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
+                                trials=trials, trace=trace, fmt=fmt, rate_scale=rate_scale,
+                                duration=duration, requests=requests, rate=rate, arrival=arrival,
+                                cv=cv, input_len=input_len, output_len=output_len,
+                                input_dist=input_dist, output_dist=output_dist)
+        if plot:
+            if random:
+                from ..errors import XdsError
+                raise XdsError("--plot draws one scenario's timeline; it does not apply to --random", file="--plot")
+            from ..report import write_timeline_plot
+            write_timeline_plot(doc, plot)
+        code = 0 if doc["passed"] else 1
+        if json_out:
+            emit_json(doc, out)
+        else:
+            write_out(doc, out)
+            _render(doc)
+        raise typer.Exit(code)
+
+
+def _render(doc: dict) -> None:
+    from rich.table import Table
+
+    c = console()
+    if "trials" in doc:
+        t = Table(title=f"xds chaos --random: {doc['plan']}, {doc['trials']} trials × {doc['hours']:g} h at "
+                        f"{doc['rate_per_1000_chip_days']:g} faults / 1000 chip-days")
+        for col in ("policy", "SLO attainment mean", "min", "p5", "failed mean", "failed max", "trials passing"):
+            t.add_column(col, justify="left" if col == "policy" else "right")
+        for p, d in doc["policies"].items():
+            a, f = d["slo_attainment"], d["failed"]
+            t.add_row(p, f"{a['mean']:.1%}", f"{a['min']:.1%}", f"{a['p5']:.1%}", f"{f['mean']:.1f}",
+                      str(f["max"]), f"{d['trials_passing']}/{doc['trials']}")
+        c.print(t)
+        c.print(f"faults drawn per trial: {doc['faults_per_trial']}")
+        return
+    docs = doc["policies"] if "policies" in doc else {doc["policy"]: doc}
+    first = next(iter(docs.values()))
+    t = Table(title=f"xds chaos: {first['plan']} × {first['scenario']}")
+    t.add_column("metric")
+    for p in docs:
+        t.add_column(p, justify="right")
+
+    def row(label, fn):
+        t.add_row(label, *[fn(d) for d in docs.values()])
+
+    row("requests total", lambda d: f"{d['requests_total']:,}")
+    row("completed", lambda d: f"{d['completed']:,}")
+    row("failed", lambda d: (f"[red]{d['failed']:,}[/]" if d["failed"] else "0"))
+    row("recomputed requests / tokens", lambda d: f"{d['recomputed']['requests']:,} / {d['recomputed']['tokens']:,}")
+    row("p99 TTFT (ms)", lambda d: "-" if d["p99_ttft_ms"] is None else f"{d['p99_ttft_ms']:,.0f}")
+    row("p99 TPOT (ms)", lambda d: "-" if d["p99_tpot_ms"] is None else f"{d['p99_tpot_ms']:,.1f}")
+    row("output tok/s per chip", lambda d: "-" if d["output_throughput_per_chip"] is None else f"{d['output_throughput_per_chip']:,.1f}")
+    row("SLO windows violated", lambda d: f"{d['slo']['windows_violated']} / {d['slo']['windows_total']}")
+    row("SLO attainment", lambda d: f"{(d['slo_attainment'] or 0):.1%}")
+    row("verdict", lambda d: "[bold green]PASS[/]" if d["passed"] else "[bold red]FAIL[/]")
+    c.print(t)
+    for p, d in docs.items():
+        c.print(f"[bold]{p}[/]: recovery")
+        for rec in d["recovery"]:
+            back = rec["recovered_at_s"]
+            c.print(f"  t={rec['at_s']:g}s {rec['fault']} {rec['target']}: detected {rec['detected_at_s']:g}s, "
+                    f"recovered {'-' if back is None else f'{back:.1f}s'}, {rec['requests_affected']:,} requests "
+                    f"affected — {rec['action']}")
+        rows = d["timeline"]
+        w = d["slo"]["window_s"]
+        c.print(f"  p99 TPOT per {w:g} s: {sparkline([r['p99_tpot_ms'] for r in rows])}")
+        c.print(f"  faults (^) / recovery (|): {markers(d, len(rows), w)}")
