@@ -1,0 +1,259 @@
+"""CI capacity gates: ``xds gate SUITE`` runs checks (simulate, or chaos with a scenario) and judges
+thresholds on result fields; writes a JUnit XML report (DESIGN.md §3.5).
+
+Suite YAML::
+
+    checks:
+      - name: pd-meets-slo-on-azure-conv
+        plan: ../plans/cloudmatrix-infer-pd.yaml
+        workload: {trace: ../fixtures/traces/azure_llm_2023_conv.csv, duration_s: 600}
+        expect: {p99_tpot_ms: {max: 50}, failed: {max: 0}, slo_attainment: {min: 0.99}}
+      - name: pd-survives-die-loss
+        plan: ../plans/cloudmatrix-infer-pd.yaml
+        scenario: ../fixtures/faults/die_down.yaml
+        policy: fine-grained
+        expect: {failed: {max: 0}}
+
+Relative paths resolve from the suite file's folder first, then the current directory. Fields may be
+dotted (``slo.windows_violated``, ``recomputed.requests``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from xml.sax.saxutils import escape, quoteattr
+
+from pydantic import Field, field_validator, model_validator
+
+from .errors import XdsError
+from .fileio import write_text_atomic
+from .workload import WorkloadSpec
+from .yamlio import Strict, load_yaml, validate
+
+# Numeric result fields a check may constrain (simulate document; chaos adds the last group).
+RESULT_FIELDS = (
+    "completed", "failed", "total_input_tokens", "total_output_tokens", "request_throughput",
+    "output_throughput", "total_token_throughput", "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms",
+    "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms", "mean_itl_ms", "median_itl_ms", "p99_itl_ms",
+    "mean_e2el_ms", "median_e2el_ms", "p99_e2el_ms", "duration", "chips", "dies",
+    "output_throughput_per_chip", "input_throughput_per_chip", "slo_attainment",
+    "slo.windows_total", "slo.windows_violated", "slo.attainment", "prefix_cache_hit_rate",
+    "requests", "recomputed_requests", "recomputed_tokens",
+    "requests_total", "recomputed.requests", "recomputed.tokens",
+)
+
+
+class Threshold(Strict):
+    """``{max: x}``, ``{min: x}`` or both."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Threshold":
+        if self.min is None and self.max is None:
+            raise ValueError("a threshold needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class CheckSpec(Strict):
+    """One check: a plan, optionally a workload and a fault scenario (+ policy), and thresholds."""
+
+    name: str = Field(min_length=1)
+    plan: str
+    workload: WorkloadSpec | None = None
+    scenario: str | None = None
+    policy: Literal["restart", "pd-failover", "fine-grained"] | None = None
+    seed: int = Field(0, ge=0)
+    expect: dict[str, Threshold] = Field(min_length=1)
+
+    @field_validator("expect")
+    @classmethod
+    def _fields(cls, v: dict[str, Threshold]) -> dict[str, Threshold]:
+        for key in v:
+            if key not in RESULT_FIELDS:
+                hint = difflib.get_close_matches(key, RESULT_FIELDS, n=1)
+                raise ValueError(f"unknown result field {key!r}"
+                                 + (f"; did you mean {hint[0]!r}?" if hint else "")
+                                 + " (any numeric field of the simulate/chaos JSON)")
+        return v
+
+    @model_validator(mode="after")
+    def _policy(self) -> "CheckSpec":
+        if self.policy is not None and self.scenario is None:
+            raise ValueError("policy applies to checks with a scenario")
+        return self
+
+
+class SuiteSpec(Strict):
+    name: str = ""
+    checks: list[CheckSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "SuiteSpec":
+        names = [c.name for c in self.checks]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"check names must be unique (repeated: {', '.join(sorted(dup))})")
+        return self
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    seconds: float
+    measured: dict[str, float | None]
+    violations: list[str]
+    thresholds: dict[str, dict[str, float | None]]
+    error: str | None = None
+
+
+def _resolve(base: Path, rel: str, what: str, file: str, where: str) -> str:
+    p = Path(rel)
+    if not p.is_absolute():
+        cand = base / p
+        p = cand if cand.exists() else p
+    if not p.exists():
+        raise XdsError(f"{what} file {rel!r} not found (looked in {base} and the current directory)",
+                       file=file, where=where)
+    return str(p)
+
+
+def load_suite(path: str | Path) -> tuple[SuiteSpec, list[dict[str, Any]]]:
+    """Validate a suite and everything it names (plans, scenarios, traces) before running anything."""
+    from .chaos import load_scenario
+    from .spec.plan import load_plan
+
+    file = str(path)
+    suite = validate(SuiteSpec, load_yaml(path, what="suite"), file=file)
+    base = Path(path).resolve().parent
+    jobs = []
+    for i, c in enumerate(suite.checks):
+        w = f"checks[{i}]"
+        plan = _resolve(base, c.plan, "plan", file, f"{w}.plan")
+        load_plan(plan)
+        scen = _resolve(base, c.scenario, "scenario", file, f"{w}.scenario") if c.scenario else None
+        if scen:
+            load_scenario(scen)
+        wl = None
+        if c.workload is not None:
+            wl = c.workload.model_dump(exclude_unset=True)
+            if "trace" in wl:
+                wl["trace"] = _resolve(base, wl["trace"], "trace", file, f"{w}.workload.trace")
+            for side in ("input", "output"):
+                d = wl.get(side)
+                if isinstance(d, dict) and d.get("file"):
+                    d["file"] = _resolve(base, d["file"], "length", file, f"{w}.workload.{side}.file")
+        jobs.append({"name": c.name, "plan": plan, "scenario": scen, "policy": c.policy,
+                     "workload": wl, "seed": c.seed,
+                     "expect": {k: v.model_dump() for k, v in c.expect.items()}})
+    return suite, jobs
+
+
+def _field(doc: dict[str, Any], key: str) -> float | None:
+    cur: Any = doc
+    for part in key.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    if isinstance(cur, bool):
+        return float(cur)
+    return cur if isinstance(cur, (int, float)) else None
+
+
+def run_check(job: dict[str, Any]) -> CheckResult:
+    """Run one check (in a worker process): simulate or chaos, then judge the thresholds."""
+    from .chaos import load_scenario, run_chaos
+    from .engine import simulate
+    from .plan import place
+    from .report import build_report
+    from .spec.plan import load_plan
+    from .workload import load_workload
+
+    t0 = time.perf_counter()
+    try:
+        loaded = load_plan(job["plan"])
+        if job["workload"] is not None:
+            w = load_workload(WorkloadSpec.model_validate(job["workload"]), base_dir=None, seed=job["seed"])
+        elif loaded.spec.workload is not None:
+            w = load_workload(loaded.spec.workload, base_dir=loaded.base_dir, seed=job["seed"])
+        else:
+            raise XdsError("the check has no workload and the plan has no workload: block", file=job["plan"])
+        placed = place(loaded)
+        if job["scenario"]:
+            doc = run_chaos(placed, w, load_scenario(job["scenario"]), policy=job["policy"], seed=job["seed"])
+        else:
+            doc = build_report(simulate(placed, w, seed=job["seed"]), placed, workload=w, timeline=False)
+    except XdsError as exc:
+        return CheckResult(job["name"], False, time.perf_counter() - t0, {}, [], job["expect"], error=str(exc))
+    measured, violations = {}, []
+    for key, th in job["expect"].items():
+        v = _field(doc, key)
+        measured[key] = v
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            violations.append(f"{key}: no value measured (threshold {th})")
+            continue
+        if th["max"] is not None and v > th["max"]:
+            violations.append(f"{key} = {v:g} > max {th['max']:g}")
+        if th["min"] is not None and v < th["min"]:
+            violations.append(f"{key} = {v:g} < min {th['min']:g}")
+    return CheckResult(job["name"], not violations, time.perf_counter() - t0, measured, violations, job["expect"])
+
+
+def run_gate(suite_path: str, *, junit: str | None = None, workers: int | None = None) -> dict[str, Any]:
+    """``xds gate`` as a function: the result document (and the JUnit file)."""
+    suite, jobs = load_suite(suite_path)
+    if workers is not None and workers < 1:
+        raise XdsError(f"must be >= 1 (got {workers})", file="--workers")
+    n = min(workers or (os.cpu_count() or 1), len(jobs))
+    t0 = time.perf_counter()
+    if n > 1:
+        with ProcessPoolExecutor(max_workers=n) as ex:
+            results = list(ex.map(run_check, jobs))
+    else:
+        results = [run_check(j) for j in jobs]
+    doc = {
+        "suite": suite.name or Path(suite_path).stem,
+        "checks": [{"name": r.name, "passed": r.passed, "seconds": round(r.seconds, 3),
+                    "measured": r.measured, "thresholds": r.thresholds, "violations": r.violations,
+                    "error": r.error} for r in results],
+        "passed": all(r.passed for r in results),
+        "failed_checks": [r.name for r in results if not r.passed],
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if junit:
+        write_text_atomic(junit, junit_xml(doc))
+    return doc
+
+
+def junit_xml(doc: dict[str, Any]) -> str:
+    """JUnit XML: one testcase per check, a <failure> listing violated thresholds and measured values."""
+    fails = sum(1 for c in doc["checks"] if not c["passed"] and not c["error"])
+    errs = sum(1 for c in doc["checks"] if c["error"])
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             f'<testsuites name="xds gate" tests="{len(doc["checks"])}" failures="{fails}" errors="{errs}">',
+             f'  <testsuite name={quoteattr(doc["suite"])} tests="{len(doc["checks"])}" failures="{fails}" '
+             f'errors="{errs}" time="{doc["seconds"]:.3f}">']
+    for c in doc["checks"]:
+        lines.append(f'    <testcase classname="xds.gate.{escape(doc["suite"])}" name={quoteattr(c["name"])} '
+                     f'time="{c["seconds"]:.3f}">')
+        measured = ", ".join(f"{k}={v}" for k, v in c["measured"].items())
+        if c["error"]:
+            lines.append(f'      <error message={quoteattr(c["error"])}/>')
+        elif not c["passed"]:
+            msg = "; ".join(c["violations"])
+            lines.append(f'      <failure message={quoteattr(msg)}>{escape(msg + chr(10) + "measured: " + measured)}</failure>')
+        lines.append(f'      <system-out>{escape("measured: " + measured)}</system-out>')
+        lines.append('    </testcase>')
+    lines += ['  </testsuite>', '</testsuites>', '']
+    return "\n".join(lines)
