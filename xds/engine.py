@@ -892,7 +892,14 @@ class _Sim:
                 self._apply(acts[ev_i], t)
                 ev_i += 1
             if nxt < self.n_rel and arr[nxt] <= t:
-                j = int(np.searchsorted(arr[: self.n_rel], t, side="right"))
+                # Route every arrival up to the next moment anything can look at the queues (an
+                # actor's step end, a fault event, a snapshot) in one vectorised call: queue loads do
+                # not change before then. An idle prefill instance would start at once, so then
+                # only the arrivals of this instant are routed.
+                limit = t
+                if self.P and not any(not a.busy and not a.down and not a.paused for a in self.P):
+                    limit = min(t_act, t_ev, self.next_snap)
+                j = int(np.searchsorted(arr[: self.n_rel], max(limit, t), side="right"))
                 ids = np.arange(nxt, j, dtype=np.int64)
                 nxt = j
                 ids = ids[self.status[ids] == WAITING]
