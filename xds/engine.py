@@ -711,7 +711,6 @@ class _Sim:
         cand = win[rdy]
         taken = np.zeros(0, np.int64)
         if len(cand):
-            need_all = (self.inp + self.out)
             adm_ids, adm_rk = [], []
             while len(cand):
                 el = np.flatnonzero(d.alive & (d.n < d.cap_b))
@@ -720,7 +719,7 @@ class _Sim:
                 order = el[np.argsort(d.resv[el], kind="stable")]
                 m = min(len(cand), len(order))
                 c, rk = cand[:m], order[:m]
-                need = need_all[c].astype(float)
+                need = (self.inp[c] + self.out[c]).astype(float)
                 fit = d.resv[rk] + need <= d.cap_kv
                 if not fit.any():
                     break
