@@ -154,6 +154,9 @@ class CostModel:
         self.p_gate = model.n_routed_experts * h
         self.p_head = model.vocab * h
         self.kv_layer_bytes = model.kv_bytes_per_token(layout.kv_dtype) / model.layers
+        # TP splits GQA's KV heads across dies; MLA's compressed latent is shared by every head, so
+        # each TP die reads (and holds) the whole latent cache of its DP rank
+        self.kv_split = 1 if model.attention == "mla" else min(layout.tp, model.kv_heads)
         self._cache: dict = {}
 
     # ------------------------------------------------------------------ helpers
@@ -193,7 +196,7 @@ class CostModel:
         else:
             per_pair = 4.0 * m.heads * m.head_dim
         flops = per_pair * ctx_tokens / self.lay.tp
-        kv_bytes = ctx_tokens / q * self.kv_layer_bytes / self.lay.tp
+        kv_bytes = ctx_tokens / q * self.kv_layer_bytes / self.kv_split
         eff_c = self.e.attention_compute if eff_c is None else eff_c
         return _op(flops, kv_bytes, self.peak_attn * share, eff_c, self.hbm,
                    self.e.attention_memory, self.e.launch_us)
@@ -221,6 +224,10 @@ class CostModel:
                                  ("attn_core", self._attn_core(tok_mb, ctx_mb, sh0, q)),
                                  ("attn_out", self._gemm(self.p_out / tp, tok_mb, sh0))):
             ops.s0[name], ops.bound[name] = t, _bound(c, mm)
+        if tp > 1:
+            coef, lat = self._tp_allreduce_coeffs()
+            ops.s0["tp_allreduce"] = tok_mb * coef + lat
+            ops.bound["tp_allreduce"] = "communication"
 
     def _s0_coeffs(self, q: int) -> tuple[float, ...]:
         """The attention stream as ``max(a1·t, w1) + max(a3·t, w3) + c·ctx + 3·launch`` (µs), the same
@@ -242,18 +249,30 @@ class CostModel:
         else:
             per_pair = 4.0 * m.heads * m.head_dim
         c_flops = per_pair / tp / (self.peak_attn * sh0 * e.attention_compute) * 1e6
-        c_bytes = self.kv_layer_bytes / q / tp / (self.hbm * e.attention_memory) * 1e6
-        return a1, w1, a3, w3, max(c_flops, c_bytes), 3.0 * e.launch_us
+        c_bytes = self.kv_layer_bytes / q / self.kv_split / (self.hbm * e.attention_memory) * 1e6
+        # TP > 1: an all-reduce of the attention output across the TP dies (ring: 2(tp-1)/tp of it)
+        tp_coef, tp_lat = self._tp_allreduce_coeffs()
+        return a1, w1, a3, w3, max(c_flops, c_bytes), 3.0 * e.launch_us, tp_coef, tp_lat
+
+    def _tp_allreduce_coeffs(self) -> tuple[float, float]:
+        """µs per query token and fixed µs of the decode TP all-reduce (0, 0 when TP is 1)."""
+        tp = self.lay.tp
+        if tp <= 1:
+            return 0.0, 0.0
+        per_token = 2.0 * self.m.hidden * 2.0 * (tp - 1) / tp
+        return per_token / (self.fabric.gb_s * self.comm_eff * 1e3), self.e.comm_latency_us
 
     def _s0_fast(self, tok_mb, ctx_mb, q: int):
         key = ("s0", q)
         if key not in self._cache:
             self._cache[key] = self._s0_coeffs(q)
-        a1, w1, a3, w3, c, launch = self._cache[key]
+        a1, w1, a3, w3, c, launch, tp_coef, tp_lat = self._cache[key]
         out = np.maximum(tok_mb * a1, w1)
         out += np.maximum(tok_mb * a3, w3)
         out += ctx_mb * c
-        out += launch
+        out += launch + tp_lat
+        if tp_coef:
+            out += tok_mb * tp_coef
         return out
 
     def _s1_ops(self, tok_max, tok_total_mb, moe: bool, ops: _Ops) -> None:
@@ -308,7 +327,7 @@ class CostModel:
         ops0 = _Ops()
         if want_ops:
             self._s0_ops(tok_mb, ctx_mb, ops0, q)
-            s0_rank = ops0.s0["attn_prolog"] + ops0.s0["attn_core"] + ops0.s0["attn_out"]
+            s0_rank = sum(ops0.s0.values())
             i = np.argmax(s0_rank, axis=-1)
             ops0.s0 = {k: np.take_along_axis(v, i[..., None], -1)[..., 0] for k, v in ops0.s0.items()}
         else:
@@ -476,7 +495,7 @@ class CostModel:
             w_experts = max(w_routed, w_shared)
         else:
             w_experts = w_routed + w_shared
-        kv_per_token = m.kv_bytes_per_token(lay.kv_dtype) * (1 + m.mtp_layers / m.layers)
+        kv_per_token = m.kv_bytes_per_token(lay.kv_dtype) * (1 + m.mtp_layers / m.layers) / self.kv_split
         if phase == "decode":
             kv = batch_per_die * context * kv_per_token
             tokens_step = batch_per_die * (1 + lay.mtp)
