@@ -308,14 +308,20 @@ class CostModel:
         ops.s1["combine"] = self.comm_us(copies * self.msg_combine, dispatch=False)
         ops.bound["combine"] = "communication"
 
-    def _layer_us(self, s0, s1) -> Any:
+    def _layer_us(self, s0, s1: dict[str, Any]) -> Any:
+        """One layer (µs) from the attention stream ``s0`` and the MoE-stream operators ``s1``."""
         lay = self.lay
+        total1 = sum(s1.values())
         if lay.attention_dies:
-            # MA disaggregation: attention dies and MoE dies are separate, so within a domain the
-            # two stages pipeline over microbatches, and the MoE dies serve every domain in turn.
-            mbs = lay.microbatches
-            return np.maximum(mbs * s0 + s1, lay.ma_domains * mbs * s1)
-        return self._combine_streams(s0, s1)
+            # MA disaggregation (xDeepServe §5.2): MoE dies run persistent kernels on separate
+            # streams, so their expert compute overlaps the A2E/E2A traffic of another domain; only one
+            # domain uses the fabric at a time. A layer takes the longest of: the fabric serving every
+            # domain's microbatches, the MoE dies computing them, and one domain's own critical path.
+            mbs, dom = lay.microbatches, lay.ma_domains
+            comm = s1.get("dispatch", 0.0) + s1.get("combine", 0.0)
+            compute = total1 - comm
+            return np.maximum(np.maximum(dom * mbs * comm, dom * mbs * compute), mbs * s0 + total1)
+        return self._combine_streams(s0, total1)
 
     def _stage(self, b, ctx, q, want_ops: bool):
         """One forward over all layers for ``q`` query tokens per request: (µs, ops by kind)."""
@@ -339,12 +345,12 @@ class CostModel:
         tok_max = tok_mb.max(axis=-1)
         opsm = _Ops(s0=ops0.s0, bound=dict(ops0.bound))
         self._s1_ops(tok_max, tok_total_mb / 1.0 if domains == 1 else tok_total_mb, True, opsm)
-        total = m.moe_layers * self._layer_us(s0, sum(opsm.s1.values()))
+        total = m.moe_layers * self._layer_us(s0, opsm.s1)
         opsd = None
         if m.dense_layers:
             opsd = _Ops(s0=ops0.s0, bound=dict(ops0.bound))
             self._s1_ops(tok_max, tok_total_mb, False, opsd)
-            total = total + m.dense_layers * self._layer_us(s0, sum(opsd.s1.values()))
+            total = total + m.dense_layers * self._layer_us(s0, opsd.s1)
         return total, opsm, opsd, s0
 
     def decode_step_us(self, batch, ctx_sum, *, detail: bool = False):
@@ -380,8 +386,8 @@ class CostModel:
         if not detail:
             return total
         mb = lay.microbatches
-        t_moe = self._layer_us(s0, sum(moe_ops.s1.values()))
-        t_dense = self._layer_us(s0, sum(dense_ops.s1.values())) if dense_ops is not None else 0.0
+        t_moe = self._layer_us(s0, moe_ops.s1)
+        t_dense = self._layer_us(s0, dense_ops.s1) if dense_ops is not None else 0.0
         bd: dict[str, Any] = {}
         for ops, n in ((moe_ops, m.moe_layers), (dense_ops, m.dense_layers)):
             if ops is None or n == 0:
