@@ -482,7 +482,9 @@ class CostModel:
                prefill_tokens: float = 0.0) -> dict[str, float]:
         """HBM use per die (GB) of the most loaded die type, by what fills it.
 
-        Decode: ``batch_per_die`` requests holding ``context`` tokens of KV each. Prefill:
+        Decode: ``batch_per_die`` requests per DP rank (= per die at TP 1) holding ``context`` tokens
+        of KV each; with TP, GQA splits their KV over the TP dies by KV head while MLA's shared latent
+        is held whole by every TP die. Prefill:
         ``prefill_tokens`` tokens of KV in flight. Communication buffers follow reference §B.1
         (ranks × max_tokens × message size for dispatch and combine), double-buffered.
         """

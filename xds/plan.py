@@ -507,7 +507,7 @@ def place(loaded: LoadedPlan) -> PlacedPlan:
                         dies=lay.dies * pool.instances, expert_map=emap)
         if pool.role == "decode":
             cap_i = int(pool.batch_per_die)
-            hbm = cm.hbm_gb(cap_i / lay.tp if lay.tp > 1 else cap_i, I + O)
+            hbm = cm.hbm_gb(cap_i, I + O)   # per DP rank; the cost model splits KV over TP as the attention allows
             _hbm_check(loaded, w + ".batch_per_die", hw, "attention" if lay.attention_dies else "decode",
                        hbm, f"batch {cap_i} per rank x {I + O:.0f} tokens (mean input+output)")
             if lay.attention_dies:
