@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from xds.cli import app
 from xds.errors import XdsError
 from xds.experts import (
-    _eplb_layout, balance, balancedness, expected_balancedness, run_experts, synthetic_loads,
+    _eplb_layout, _greedy_loop, _greedy_replicas, _lpt_pack, balance, balancedness, expected_balancedness, run_experts, synthetic_loads,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -228,3 +228,50 @@ def test_cli_table_output():
 ])
 def test_cli_bad_input_one_line_exit_2(args, needle):
     assert_user_error(run_cli("experts", *args), needle)
+
+
+# ------------------------------------------------------------------- fast EPLB building blocks
+@settings(max_examples=120, deadline=None)
+@given(st.data())
+def test_run_packing_is_exactly_eplbs_balanced_packing(data):
+    # small integer weights make many ties: the run-at-a-time packing must break them like EPLB
+    G = data.draw(st.integers(1, 6))
+    per = data.draw(st.integers(1, 6))
+    R = data.draw(st.integers(1, 4))
+    hi = data.draw(st.sampled_from([3, 50, 10**6]))
+    w = np.array(data.draw(st.lists(st.integers(0, hi), min_size=R * G * per, max_size=R * G * per)),
+                 dtype=np.float32).reshape(R, G * per)
+    if data.draw(st.booleans()):
+        w = w / np.float32(7)                                        # non-integer float32 sums
+    pi, rip = ref.balanced_packing(w, G)
+    got_pi, got_rip = _lpt_pack(w, G)
+    assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.data())
+def test_closed_form_replication_is_exactly_eplbs_greedy(data):
+    E = data.draw(st.integers(1, 12))
+    R = data.draw(st.integers(1, 4))
+    S = E + data.draw(st.integers(0, 20))
+    w = np.array(data.draw(st.lists(st.integers(0, data.draw(st.sampled_from([2, 100, 10**7]))),
+                                    min_size=R * E, max_size=R * E)), dtype=np.float32).reshape(R, E)
+    phy, _, cnt = ref.replicate_experts(w, S)
+    got_cnt, picks = _greedy_replicas(w, S)
+    assert np.array_equal(got_cnt, cnt)
+    assert np.array_equal(picks, phy[:, E:])
+    # with absent experts (node rows) it matches the one-at-a-time loop
+    present = np.array(data.draw(st.lists(st.booleans(), min_size=R * E, max_size=R * E))).reshape(R, E)
+    present[:, 0] = True
+    S2 = int(present.sum(1).max()) + data.draw(st.integers(0, 10))
+    c_loop, p_loop = _greedy_loop(w, S2, present)
+    c_fast, p_fast = _greedy_replicas(w, S2, present)
+    assert np.array_equal(c_fast, c_loop) and np.array_equal(p_fast, p_loop)
+    assert (c_fast.sum(1) == S2).all() and (c_fast[~present] == 0).all()
+
+
+def test_eplb_fast_path_is_bit_exact_on_benchmark_shapes():
+    w = synthetic_loads(4, 256, hot_ratio=30, seed=3, kind="lognormal")
+    for P, G, N, K in [(288, 32, 1, 1), (320, 64, 8, 8), (288, 32, 4, 8)]:
+        phy, _, _ = ref.rebalance_experts(w, P, K, N, G)
+        assert np.array_equal(_eplb_layout(w.astype(np.float32), P, K, N, G), phy)
