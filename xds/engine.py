@@ -832,7 +832,9 @@ class _Sim:
     # ------------------------------------------------------------------ closed loop
     def _release(self, k: int, t: float) -> None:
         j = min(self.n_rel + k, self.N)
-        self.arr[self.n_rel: j] = t
+        # a slot freed during the initial ramp must not issue before the ramp's later starts:
+        # arrivals stay sorted (admission relies on it) and first token never precedes arrival
+        self.arr[self.n_rel: j] = max(t, float(self.arr[self.n_rel - 1])) if self.n_rel else t
         self.n_rel = j
 
     def _ramp_s(self) -> float:

@@ -22,8 +22,8 @@ class XdsError(Exception):
 
     def __str__(self) -> str:
         parts = [p for p in (self.file, self.where) if p]
-        text = " ".join(self.message.split())  # one line, always
-        return ": ".join(parts + [text])
+        # one line, always: a field name or path taken from bad input may hold newlines too
+        return " ".join(": ".join(parts + [self.message]).split())
 
     def at(self, *, file: str | None = None, where: str | None = None) -> "XdsError":
         """Return a copy located in ``file`` / ``where`` when not already located."""

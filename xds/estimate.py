@@ -16,6 +16,11 @@ import numpy as np
 
 from .cost import CostModel, Fabric, Layout
 from .errors import XdsError
+from .spec.cluster import MAX_DIES
+from .workload import MAX_INPUT_LEN
+
+MAX_BATCH_PER_DIE = 1_000_000  # decode requests in flight per die; real ones are < 1,000
+MAX_TOKENS_PER_CHIP = 1e9      # prefill token batch per chip
 from .model import ModelSpec, load_model
 from .spec.hardware import HardwareSpec, load_hardware
 
@@ -107,6 +112,9 @@ def build_layout(a: EstimateArgs, model: ModelSpec, hw: HardwareSpec) -> tuple[L
     if a.chips is None and a.ep is None:
         raise XdsError("give --chips N or --ep E (EP ranks = dies) to size the instance", file="--chips")
     dies = a.chips * dpc if a.chips is not None else a.ep
+    if dies > MAX_DIES:  # far beyond any SuperPod; per-die arrays would not fit in memory
+        raise XdsError(f"{dies:,} dies; at most {MAX_DIES:,} are supported",
+                       file="--chips" if a.chips is not None else "--ep")
     if a.chips is None:
         if dies % dpc:
             raise XdsError(f"EP{dies} is not a whole number of {hw.name} chips ({dpc} dies each)",
@@ -193,8 +201,8 @@ def prepare(args: EstimateArgs | None = None, **kw: Any) -> Prepared:
     hw = load_hardware(a.hardware) if isinstance(a.hardware, str) else a.hardware
     cluster = a.cluster or default_cluster(hw)
     for flag, v in (("--input-len", a.input_len), ("--output-len", a.output_len)):
-        if v is None or v < 1:
-            raise XdsError(f"must be a positive number of tokens (got {v})", file=flag)
+        if v is None or not 1 <= v <= MAX_INPUT_LEN:
+            raise XdsError(f"must be a number of tokens in [1, {MAX_INPUT_LEN:,}] (got {v})", file=flag)
     dpc = hw.dies_per_chip
     b = t_chip = None
     if a.phase == "decode":
@@ -204,8 +212,8 @@ def prepare(args: EstimateArgs | None = None, **kw: Any) -> Prepared:
             a.batch_per_chip / dpc if a.batch_per_chip is not None else None)
         if b is None:
             raise XdsError("decode needs --batch-per-die B or --batch-per-chip B", file="--batch-per-die")
-        if not (b > 0) or not math.isfinite(b):
-            raise XdsError(f"batch must be > 0 (got {b})",
+        if not (0 < b <= MAX_BATCH_PER_DIE) or not math.isfinite(b):
+            raise XdsError(f"batch must be > 0 and at most {MAX_BATCH_PER_DIE:,} per die (got {b})",
                            file="--batch-per-die" if a.batch_per_die is not None else "--batch-per-chip")
         if a.tokens_per_chip is not None:
             raise XdsError("--tokens-per-chip is a prefill flag; decode uses --batch-per-die/--batch-per-chip",
@@ -215,8 +223,8 @@ def prepare(args: EstimateArgs | None = None, **kw: Any) -> Prepared:
             raise XdsError("--batch-per-die/--batch-per-chip are decode flags; prefill uses --tokens-per-chip",
                            file="--batch-per-die")
         t_chip = a.tokens_per_chip if a.tokens_per_chip is not None else 16384
-        if not (t_chip > 0) or not math.isfinite(t_chip):
-            raise XdsError(f"must be > 0 (got {t_chip})", file="--tokens-per-chip")
+        if not (0 < t_chip <= MAX_TOKENS_PER_CHIP) or not math.isfinite(t_chip):
+            raise XdsError(f"must be in (0, {MAX_TOKENS_PER_CHIP:,}] (got {t_chip})", file="--tokens-per-chip")
     lay, chips = build_layout(a, model, hw)
     p = Prepared(a, model, hw, cluster, lay, chips, fabric_for(cluster, hw, lay.ep))
     p.batch_per_die = float(b or 0.0)

@@ -215,13 +215,17 @@ class ModelSpec:
 # ------------------------------------------------------------------------ loading
 
 
+MAX_CONFIG_INT = 2**31 - 1  # largest size/count accepted from a config.json
+MAX_LAYERS = 10_000
+
+
 class _Cfg:
     """Typed access to a config dict: missing or mistyped keys become one-line XdsErrors."""
 
     def __init__(self, data: dict, file: str, family: str):
         self.d, self.file, self.family = data, file, family
 
-    def int(self, key: str, default: Any = ..., *, minimum: int = 0) -> int:
+    def int(self, key: str, default: Any = ..., *, minimum: int = 0, maximum: int = MAX_CONFIG_INT) -> int:
         if key not in self.d or self.d[key] is None:
             if default is ...:
                 raise XdsError(f"missing key {key!r} required for a {self.family} model", file=self.file)
@@ -231,6 +235,8 @@ class _Cfg:
             raise XdsError(f"must be an integer (got {v!r})", file=self.file, where=key)
         if v < minimum:
             raise XdsError(f"must be >= {minimum} (got {v})", file=self.file, where=key)
+        if v > maximum:  # absurd sizes would overflow the accounting or loop for hours
+            raise XdsError(f"must be <= {maximum:,} (got {v:.3g})", file=self.file, where=key)
         return v
 
     def bool(self, key: str, default: bool) -> bool:
@@ -244,7 +250,10 @@ class _Cfg:
 
 def _family(d: dict, file: str) -> str:
     mt = str(d.get("model_type", ""))
-    arch = " ".join(d.get("architectures") or [])
+    archs = d.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise XdsError(f"must be a list of class names (got {archs!r:.60})", file=file, where="architectures")
+    arch = " ".join(archs)
     if mt in ("deepseek_v3", "kimi_k2", "deepseek_v2") or "DeepseekV3" in arch or "DeepseekV2" in arch:
         return "deepseek_v3"
     if mt == "qwen3_moe" or "Qwen3Moe" in arch:
@@ -279,7 +288,7 @@ def parse_hf_config(d: dict, *, name: str, file: str) -> ModelSpec:
     fam = _family(d, file)
     c = _Cfg(d, file, fam)
     hidden = c.int("hidden_size", minimum=1)
-    layers = c.int("num_hidden_layers", minimum=1)
+    layers = c.int("num_hidden_layers", minimum=1, maximum=MAX_LAYERS)
     vocab = c.int("vocab_size", minimum=1)
     heads = c.int("num_attention_heads", minimum=1)
     tie = c.bool("tie_word_embeddings", False)
@@ -318,7 +327,12 @@ def parse_hf_config(d: dict, *, name: str, file: str) -> ModelSpec:
     if fam == "qwen3_moe":
         n_routed = c.int("num_experts", minimum=1)
         step = c.int("decoder_sparse_step", 1, minimum=1)
-        mlp_only = set(d.get("mlp_only_layers") or [])
+        mlp_only_raw = d.get("mlp_only_layers") or []
+        if not isinstance(mlp_only_raw, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in mlp_only_raw):
+            raise XdsError(f"must be a list of layer indices (got {mlp_only_raw!r:.60})", file=file,
+                           where="mlp_only_layers")
+        mlp_only = set(mlp_only_raw)
         moe_layers = sum(1 for i in range(layers) if i not in mlp_only and (i + 1) % step == 0)
         return ModelSpec(
             family="qwen3_moe", attention="gqa", kv_heads=kv_heads, head_dim=head_dim, v_head_dim=head_dim,

@@ -48,6 +48,7 @@ from .yamlio import Strict
 MAX_TRACE_BYTES = 2 * 1024**3  # 2 GiB: larger traces are refused (loop or rate-scale a smaller one)
 MAX_INPUT_LEN = 10_000_000  # tokens; longer prompts are bad rows, not clipped
 MAX_OUTPUT_LEN = 1_000_000  # tokens
+MAX_REQUESTS = 50_000_000  # requests in one workload (arrays of this length fit in memory)
 MOONCAKE_BUCKET_S = 3.0  # quantisation step of the public Mooncake conversation trace (s)
 DEFAULT_BLOCK_TOKENS = 512  # Mooncake hash_ids block size (tokens)
 
@@ -819,8 +820,9 @@ def synthetic(*, rate_rps: float, input: LengthDist | dict | int, output: Length
     if requests is None and duration_s is None:
         raise XdsError("a synthetic workload needs requests or duration_s", where="requests")
     if requests is not None and (isinstance(requests, bool) or int(requests) != requests
-                                 or requests < 1):
-        raise XdsError(f"requests must be a whole number >= 1 (got {requests!r})", where="requests")
+                                 or not 1 <= requests <= MAX_REQUESTS):
+        raise XdsError(f"requests must be a whole number in [1, {MAX_REQUESTS:,}] (got {requests!r})",
+                       where="requests")
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
         raise XdsError(f"duration_s must be a finite number > 0 (got {duration_s!r})",
                        where="duration_s")
@@ -1092,7 +1094,7 @@ class WorkloadSpec(Strict):
     format: Format = "auto"
     rate_scale: float = Field(default=1.0, gt=0)
     duration_s: float | None = Field(default=None, gt=0)
-    requests: int | None = Field(default=None, gt=0)
+    requests: int | None = Field(default=None, gt=0, le=MAX_REQUESTS)
     arrival: Literal["poisson", "gamma"] = "poisson"
     rate_rps: float | None = Field(default=None, gt=0)
     cv: float = Field(default=1.0, gt=0)

@@ -58,6 +58,12 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], limit: int) -> int:
     if isinstance(node, yaml.SequenceNode):
         total = 1 + sum(_expanded_size(n, memo, limit) for n in node.value)
     elif isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for k, _ in node.value:  # PyYAML keeps the last of duplicate keys; a lost value is an error
+            if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                if k.value in seen:
+                    raise _Duplicate(k.value, k.start_mark.line + 1)
+                seen.add(k.value)
         total = 1 + sum(
             _expanded_size(k, memo, limit) + _expanded_size(v, memo, limit) for k, v in node.value
         )
@@ -73,6 +79,12 @@ class _TooBig(Exception):
     pass
 
 
+class _Duplicate(Exception):
+    def __init__(self, key: str, line: int):
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
 def parse_yaml_text(text: str, *, file: str = "<input>") -> Any:
     """Parse YAML text safely; errors become :class:`XdsError` with the line number."""
     try:
@@ -82,6 +94,8 @@ def parse_yaml_text(text: str, *, file: str = "<input>") -> Any:
         where = f"line {mark.line + 1}" if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise XdsError(f"invalid YAML: {problem}", file=file, where=where) from None
+    except RecursionError:
+        raise XdsError("YAML is nested too deeply", file=file) from None
     if node is None:
         return None
     try:
@@ -92,6 +106,9 @@ def parse_yaml_text(text: str, *, file: str = "<input>") -> Any:
             "(alias bomb?); refusing it",
             file=file,
         ) from None
+    except _Duplicate as exc:
+        raise XdsError(f"duplicate key {exc.key[:60]!r}; each key may appear once per mapping",
+                       file=file, where=f"line {exc.line}") from None
     except RecursionError:
         raise XdsError("YAML is nested too deeply", file=file) from None
     try:
@@ -100,6 +117,10 @@ def parse_yaml_text(text: str, *, file: str = "<input>") -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else None
         raise XdsError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=file, where=where) from None
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # PyYAML's constructors leak these for malformed tagged scalars (e.g. `!!timestamp nonsense`)
+        detail = " ".join(str(exc).split())[:100]
+        raise XdsError(f"invalid YAML value: {detail or exc.__class__.__name__}", file=file) from None
     except RecursionError:
         raise XdsError("YAML is nested too deeply", file=file) from None
 
@@ -127,6 +148,8 @@ def load_json(path: str | Path, *, max_bytes: int = MAX_SPEC_BYTES, what: str = 
         raise XdsError(f"not UTF-8 text (byte {exc.start}); expected {what}", file=str(path)) from None
     except json.JSONDecodeError as exc:
         raise XdsError(f"invalid JSON: {exc.msg}", file=str(path), where=f"line {exc.lineno}") from None
+    except RecursionError:
+        raise XdsError(f"JSON is nested too deeply; expected {what}", file=str(path)) from None
     except ValueError as exc:
         raise XdsError(str(exc), file=str(path)) from None
 

@@ -24,6 +24,9 @@ from ..errors import XdsError
 
 STATE = {"debug": False}
 _NoArgsIsHelp = getattr(cx, "NoArgsIsHelpError", ())
+# typer >= 0.16 defines Exit/Abort in typer.exceptions, not in its vendored click
+_Exit = getattr(cx, "Exit", typer.Exit)
+_Abort = getattr(cx, "Abort", typer.Abort)
 
 
 def _err_line(text: str) -> None:
@@ -55,9 +58,9 @@ class XdsGroup(TyperGroup):
             cmd = exc.ctx.command_path if exc.ctx is not None else "xds"
             _err_line(f"{cmd}: {exc.format_message()} (see '{cmd} --help')")
             sys.exit(2)
-        except cx.Exit as exc:
+        except _Exit as exc:
             sys.exit(exc.exit_code)
-        except (cx.Abort, KeyboardInterrupt):
+        except (_Abort, KeyboardInterrupt):
             sys.stderr.write("xds: interrupted\n")
             sys.exit(130)
         except cx.ClickException as exc:

@@ -3,6 +3,7 @@ recovery policy and judge the TPOT/TTFT SLA."""
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import typer
@@ -51,6 +52,8 @@ def run_chaos_command(plan: str, *, scenario: Optional[str], policy: Optional[st
             raise XdsError("give --scenario FILE or --random, not both", file="--random")
         if rate_per_1000_chip_days is None or hours is None:
             raise XdsError("--random needs --rate-per-1000-chip-days R and --hours H", file="--random")
+        if not (math.isfinite(hours) and hours > 0):
+            raise XdsError(f"must be a finite number > 0 (got {hours})", file="--hours")
     elif not scenario:
         raise XdsError("give --scenario FILE (or --random with rates)", file="--scenario")
     loaded = load_plan(plan)

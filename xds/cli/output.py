@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from typing import Any
 
@@ -55,10 +56,15 @@ def write_out(doc: Any, out: str | None) -> None:
         write_text_atomic(out, to_json(doc))
 
 
+def _color_system() -> str | None:
+    # rich's own NO_COLOR handling drops colours but keeps bold/italic escapes; NO_COLOR means none
+    return None if os.environ.get("NO_COLOR") else "auto"
+
+
 def console() -> Console:
-    """A stdout console; rich honours NO_COLOR and disables styling when not a terminal."""
-    return Console(highlight=False, soft_wrap=False)
+    """A stdout console: no styling when NO_COLOR is set or stdout is not a terminal."""
+    return Console(highlight=False, soft_wrap=False, color_system=_color_system())
 
 
 def err_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, color_system=_color_system())

@@ -29,6 +29,10 @@ from . import resolve
 
 Builder = Literal["cloudmatrix", "rail-fat-tree"]
 
+# Size caps: far above any real SuperPod, low enough that the topology arrays fit in memory.
+MAX_DIES = 1_000_000
+MAX_SWITCH_PORTS = 50_000_000  # nodes x L1 chips x L2 switches (the L1-L2 link array)
+
 
 class ScaleUpSpec(Strict):
     """The scale-up plane (UB on CloudMatrix, NVLink on HGX nodes)."""
@@ -88,6 +92,7 @@ class ClusterSpec(Strict):
     @model_validator(mode="after")
     def _check_builder(self) -> "ClusterSpec":
         su = self.scale_up
+        _check_size(self.nodes, self.dies_per_node, su.l1_per_node, su.l2_per_sub_plane, ValueError)
         if self.builder == "cloudmatrix":
             if su.plane != "ub":
                 raise ValueError("builder 'cloudmatrix' needs scale_up.plane: ub")
@@ -145,7 +150,18 @@ class ClusterSpec(Strict):
                 f"got nodes={nodes}",
                 where="nodes",
             )
+        _check_size(nodes, self.dies_per_node, su.l1_per_node, su.l2_per_sub_plane,
+                    lambda m: XdsError(m, where="nodes"))
         return self.model_copy(update={"nodes": nodes})
+
+
+def _check_size(nodes: int, dies_per_node: int, l1: int, l2: int, err) -> None:
+    if nodes * dies_per_node > MAX_DIES:
+        raise err(f"{nodes:,} nodes x {dies_per_node:,} dies = {nodes * dies_per_node:.3g} dies; "
+                  f"at most {MAX_DIES:,} are supported")
+    if nodes * l1 * max(l2, 1) > MAX_SWITCH_PORTS:
+        raise err(f"nodes x l1_per_node x l2_per_sub_plane = {nodes * l1 * max(l2, 1):.3g}; "
+                  f"at most {MAX_SWITCH_PORTS:,} are supported")
 
 
 @lru_cache(maxsize=64)

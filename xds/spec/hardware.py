@@ -61,7 +61,7 @@ class HardwareSpec(Strict):
 
     name: str
     vendor: str
-    dies_per_chip: PositiveInt
+    dies_per_chip: int = Field(ge=1, le=64, description="compute dies per package")
     hbm_gb_per_die: PositiveFloat
     hbm_gb_s_per_die: PositiveFloat
     peak_tflops_per_die: PeakTflops
