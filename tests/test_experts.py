@@ -275,3 +275,17 @@ def test_eplb_fast_path_is_bit_exact_on_benchmark_shapes():
     for P, G, N, K in [(288, 32, 1, 1), (320, 64, 8, 8), (288, 32, 4, 8)]:
         phy, _, _ = ref.rebalance_experts(w, P, K, N, G)
         assert np.array_equal(_eplb_layout(w.astype(np.float32), P, K, N, G), phy)
+
+
+def test_synthetic_loads_spec_on_the_cli():
+    from .conftest import assert_user_error, run_cli
+
+    res = run_cli("experts", "--loads", "synthetic:16x256:30", "--slots", "288", "--ranks", "32", "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["layers"] == 16 and doc["experts"] == 256
+    assert doc["balancedness"]["mean"] <= doc["eplb_balancedness"]["mean"] + 1e-9
+    assert_user_error(run_cli("experts", "--loads", "synthetic:abc", "--slots", "288", "--ranks", "32"),
+                      "--loads", "synthetic:LAYERSxEXPERTS")
+    assert_user_error(run_cli("experts", "--loads", "synthetic:4x2", "--slots", "4", "--ranks", "2"),
+                      "--loads", "hot_ratio")

@@ -297,3 +297,17 @@ def test_cli_export(tmp_path):
 ])
 def test_cli_errors_one_line(args, needles):
     assert_user_error(run_cli(*args), *needles)
+
+
+def test_topo_fail_reports_what_is_lost():
+    import json as _json
+
+    from .conftest import assert_user_error, run_cli
+
+    res = run_cli("topo", "--fail", "l1:4/0", "--json")
+    assert res.exit_code == 0, res.stderr
+    after = _json.loads(res.stdout)["after_failure"]
+    assert after["lost_dies"] == 0 and after["min_ub_gb_s_per_die"] == pytest.approx(168.0)
+    res = run_cli("topo", "--fail", "node:3", "--fail", "die:100", "--json")
+    assert _json.loads(res.stdout)["after_failure"]["lost_dies"] == 17
+    assert_user_error(run_cli("topo", "--fail", "die:9999"), "--fail", "out of range")

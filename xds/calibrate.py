@@ -141,7 +141,7 @@ def read_points(path: str | Path, hardware: str) -> list[Point]:
         raise XdsError("not UTF-8 text; expected a CSV of measured points", file=file) from None
     if "\x00" in text:
         raise XdsError("binary data (NUL byte); expected a CSV of measured points", file=file)
-    rows = list(csv.DictReader(io.StringIO(text)))
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     if not rows:
         raise XdsError("no data rows; expected a header and at least one measured point", file=file)
     est_fields = {f.name for f in fields(EstimateArgs)}

@@ -468,6 +468,10 @@ def run_chaos(placed, workload, scenario: Scenario, *, policy: str | None = None
     doc["requests_total"] = int(len(res))
     doc["recomputed"] = {"requests": doc.pop("recomputed_requests"), "tokens": doc.pop("recomputed_tokens")}
     doc["recovery"] = records
+    span = float(workload.arrival_s[-1]) if len(workload) else 0.0
+    late = [r for r in records if r["at_s"] > span]
+    doc["warnings"] = [f"event {r['event']} ({r['fault']} at {r['at_s']:g} s) strikes after the last "
+                       f"arrival ({span:.0f} s); lengthen --duration to see its effect" for r in late]
     return doc
 
 
@@ -597,4 +601,11 @@ def run_random(placed, workload, *, rate_per_1000_chip_days: float, hours: float
             "trials_passing": int(sum(1 for x, y in zip(a, f) if y == 0 and x >= placed.spec.slo.attainment)),
         }
     out["passed"] = all(p["trials_passing"] == trials for p in out["policies"].values())
+    expected = rate_per_1000_chip_days / 1000.0 * placed.chips * hours / 24.0
+    out["expected_faults_per_trial"] = round(expected, 4)
+    out["warnings"] = []
+    if sum(out["faults_per_trial"]) == 0:
+        out["warnings"].append(
+            f"no fault was drawn in {trials} trials (expected {expected:.3g} per trial at this rate over "
+            f"{placed.chips} chips x {hours:g} h); raise --rate-per-1000-chip-days, --hours or --trials")
     return out

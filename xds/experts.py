@@ -160,9 +160,35 @@ def _check_layout_args(experts: int, slots: int, ranks: int, nodes: int, groups:
                        f"number of experts", file="--groups")
 
 
+SYNTHETIC_SPEC = "synthetic:LAYERSxEXPERTS[:HOT_RATIO[:SEED]]"
+
+
+def _synthetic_spec(text: str, label: str) -> np.ndarray:
+    """``synthetic:58x256:30:1`` → :func:`synthetic_loads` (58 layers, 256 experts, hottest 30×, seed 1)."""
+    parts = text.split(":")[1:]
+    try:
+        layers, experts = (int(x) for x in parts[0].lower().split("x"))
+        hot = float(parts[1]) if len(parts) > 1 and parts[1] else 30.0
+        seed = int(parts[2]) if len(parts) > 2 else 0
+        if len(parts) > 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise XdsError(f"cannot read {text!r}; expected {SYNTHETIC_SPEC}, e.g. synthetic:58x256:30",
+                       file=label) from None
+    if not (1 <= layers <= 1000 and 2 <= experts <= 100_000):
+        raise XdsError(f"{text!r}: layers must be 1..1000 and experts 2..100000", file=label)
+    try:
+        return synthetic_loads(layers, experts, hot_ratio=hot, seed=seed).astype(np.float64)
+    except XdsError as exc:
+        raise XdsError(f"{text!r}: {exc.message}", file=label) from None
+
+
 def load_loads(path: str | Path, *, label: str = "--loads") -> np.ndarray:
     """Read a load matrix from ``.npy`` or ``.csv`` (one layer per line, comma-separated token counts;
-    an optional non-numeric header line and ``#`` comments are skipped). Returns float64 [L, E]."""
+    an optional non-numeric header line and ``#`` comments are skipped), or generate a realistic one
+    with ``synthetic:LAYERSxEXPERTS[:HOT_RATIO[:SEED]]``. Returns float64 [L, E]."""
+    if isinstance(path, str) and path.startswith("synthetic:"):
+        return _synthetic_spec(path, label)
     p = Path(path)
     name = str(p)
     if not p.exists():
@@ -199,7 +225,7 @@ def _read_csv(p: Path) -> np.ndarray:
         raise XdsError("binary data (NUL byte); expected CSV token counts", file=name)
     rows: list[list[float]] = []
     width = None
-    for lineno, rec in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for lineno, rec in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
         cells = [c.strip() for c in rec]
         if not cells or all(c == "" for c in cells) or cells[0].startswith("#"):
             continue

@@ -186,7 +186,7 @@ def run_check(job: dict[str, Any]) -> CheckResult:
         if job["workload"] is not None:
             w = load_workload(WorkloadSpec.model_validate(job["workload"]), base_dir=None, seed=job["seed"])
         elif loaded.spec.workload is not None:
-            w = load_workload(loaded.spec.workload, base_dir=loaded.base_dir, seed=job["seed"])
+            w = loaded.load_workload(seed=job["seed"])
         else:
             raise XdsError("the check has no workload and the plan has no workload: block", file=job["plan"])
         placed = place(loaded)

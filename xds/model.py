@@ -378,9 +378,9 @@ def _load(path: str, name: str) -> ModelSpec:
     return parse_hf_config(data, name=name, file=path)
 
 
-def load_model(name_or_path: str) -> ModelSpec:
+def load_model(name_or_path: str, *, flag: str | None = None) -> ModelSpec:
     """Load a built-in model (``deepseek-r1``) or any Hugging Face ``config.json`` path."""
-    path, builtin = resolve("models", name_or_path, label="model")
+    path, builtin = resolve("models", name_or_path, label="model", flag=flag)
     if not builtin and Path(path).is_dir():
         path = Path(path) / "config.json"
     name = name_or_path if builtin else Path(path).parent.name or Path(path).stem
@@ -391,7 +391,7 @@ def model_summary(model: str, *, kv_dtype: str = "bf16", context: int = 4096) ->
     """``xds model`` as a function: the JSON document for ``model``."""
     if context < 0:
         raise XdsError(f"must be >= 0 (got {context})", file="--context")
-    return load_model(model).summary(kv_dtype=kv_dtype, context=context)
+    return load_model(model, flag="MODEL").summary(kv_dtype=kv_dtype, context=context)
 
 
 def as_dict(spec: ModelSpec) -> dict[str, Any]:

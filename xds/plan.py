@@ -260,7 +260,7 @@ def workload_lengths(loaded: LoadedPlan) -> dict[str, Any]:
     from .workload import load_workload
 
     try:
-        w = load_workload(spec.workload, base_dir=loaded.base_dir, seed=0)
+        w = loaded.load_workload(seed=0)
     except XdsError as exc:
         raise exc.at(file=loaded.path, where="workload") from None
     s = w.summary()

@@ -89,8 +89,21 @@ def slo_windows(res: SimResult, slo) -> dict[str, Any]:
     p_tpot = group_percentile(g, m["tpot"][done], q, nw)
     ok_ttft = np.isnan(p_ttft) | (p_ttft * 1e3 <= slo.ttft_ms)
     ok_tpot = np.isnan(p_tpot) | (p_tpot * 1e3 <= slo.tpot_ms)
-    has = cnt > 0
-    met = has & ok_ttft & ok_tpot
+    # A window with requests in flight but not one token produced is a stall (an outage, a
+    # restart): it has no completions to take percentiles of, yet users waited through it, so it
+    # counts as a violated window rather than vanishing from the denominator.
+    arr = np.sort(res.arrival_s)
+    fin = np.sort(np.where(np.isnan(res.finish_s), np.inf, res.finish_s))
+    edges = np.arange(nw + 1) * W
+    started = np.searchsorted(arr, edges[1:], side="left")
+    ended = np.searchsorted(fin, edges[:-1], side="left")
+    inflight = (started - ended) > 0
+    out = np.zeros(nw)
+    tok = np.asarray(res.series.get("output_tokens", np.zeros(0)), dtype=float)[:nw]
+    out[: len(tok)] = tok
+    stalled = (cnt == 0) & inflight & (out <= 0)
+    has = (cnt > 0) | stalled
+    met = (cnt > 0) & ok_ttft & ok_tpot
     total = int(has.sum())
     att = float(met.sum() / total) if total else 0.0
     return {"n": nw, "count": cnt, "met": met, "has": has, "attainment": att, "total": total,
@@ -255,7 +268,7 @@ def write_plot(res: SimResult, path: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise XdsError("plotting needs matplotlib (pip install 'xds[plot]')", file="--plot") from exc
+        raise XdsError("plotting needs matplotlib: install the plot extra (pip install '.[plot]' in the xds checkout, or pip install matplotlib)", file="--plot") from exc
     from .fileio import atomic_path
     m = request_metrics(res)
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
@@ -293,7 +306,7 @@ def write_timeline_plot(doc: dict[str, Any], path: str, *, markers: list[dict[st
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise XdsError("plotting needs matplotlib (pip install 'xds[plot]')", file="--plot") from exc
+        raise XdsError("plotting needs matplotlib: install the plot extra (pip install '.[plot]' in the xds checkout, or pip install matplotlib)", file="--plot") from exc
     from .fileio import atomic_path
     suffix = path.rsplit(".", 1)[-1].lower()
     if suffix not in ("png", "svg", "pdf"):

@@ -226,6 +226,9 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel]) -> t
         msg = msg[len("Value error, "):]
     if etype == "missing":
         return _loc_text(loc), "required field is missing"
+    if not loc or isinstance(inp, (dict, list)):
+        # a model-level check: the message already names the values; the whole input is noise
+        return _loc_text(loc), msg
     return _loc_text(loc), f"{msg} (got {shown})"
 
 

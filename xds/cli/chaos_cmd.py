@@ -13,13 +13,14 @@ from .output import console, emit_json, write_out
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: list[float | None]) -> str:
+def sparkline(values: list[float | None], target: float | None = None) -> str:
+    """One block per window on a 0-based scale that includes ``target`` (the SLO), so noise of a
+    few percent does not look like an outage."""
     vals = [v for v in values if v is not None]
     if not vals:
         return ""
-    lo, hi = min(vals), max(vals)
-    span = (hi - lo) or 1.0
-    return "".join(" " if v is None else SPARK[min(int((v - lo) / span * 7.999), 7)] for v in values)
+    hi = max(max(vals), target or 0.0) or 1.0
+    return "".join(" " if v is None else SPARK[min(int(v / hi * 7.999), 7)] for v in values)
 
 
 def markers(doc: dict, n: int, window: float) -> str:
@@ -138,6 +139,8 @@ def _render(doc: dict) -> None:
                       str(f["max"]), f"{d['trials_passing']}/{doc['trials']}")
         c.print(t)
         c.print(f"faults drawn per trial: {doc['faults_per_trial']}")
+        for msg in doc.get("warnings", []):
+            c.print(f"[yellow]warning:[/] {msg}")
         return
     docs = doc["policies"] if "policies" in doc else {doc["policy"]: doc}
     first = next(iter(docs.values()))
@@ -169,5 +172,8 @@ def _render(doc: dict) -> None:
                     f"affected — {rec['action']}")
         rows = d["timeline"]
         w = d["slo"]["window_s"]
-        c.print(f"  p99 TPOT per {w:g} s: {sparkline([r['p99_tpot_ms'] for r in rows])}")
-        c.print(f"  faults (^) / recovery (|): {markers(d, len(rows), w)}")
+        c.print(f"  {'p99 TPOT per ' + format(w, 'g') + ' s (0..max, SLO ' + format(d['slo']['tpot_ms'], 'g') + ' ms):':<40}"
+                f"{sparkline([r['p99_tpot_ms'] for r in rows], d['slo']['tpot_ms'])}")
+        c.print(f"  {'faults (^) / recovery (|):':<40}{markers(d, len(rows), w)}")
+        for msg in d.get("warnings", []):
+            c.print(f"  [yellow]warning:[/] {msg}")

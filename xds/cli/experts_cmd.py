@@ -14,15 +14,15 @@ def register(app: typer.Typer) -> None:
         "experts",
         help="Choose redundant experts and place expert slots on EP ranks from a per-layer load matrix; "
         "report balancedness (max / mean rank load) next to DeepSeek EPLB's.\n\n"
-        "Example: xds experts --loads loads.npy --slots 288 --ranks 32 --nodes 4 --groups 8 --json",
+        "Example: xds experts --loads synthetic:58x256:30 --slots 288 --ranks 32 --nodes 4 --groups 8",
     )
     def experts_cmd(
-        loads: str = typer.Option(..., "--loads", help="Token counts [layers, experts] (or [experts]), .npy or .csv."),
-        slots: Optional[int] = typer.Option(None, "--slots", help="Physical expert slots in total (>= experts, multiple of --ranks)."),
+        loads: str = typer.Option(..., "--loads", help="Token counts [layers, experts] (or [experts]), .npy or .csv; or synthetic:LAYERSxEXPERTS[:HOT_RATIO[:SEED]] for realistic skewed loads (e.g. synthetic:58x256:30)."),
+        slots: Optional[int] = typer.Option(None, "--slots", help="Physical expert slots in total (>= experts, multiple of --ranks); required unless --layout."),
         ranks: int = typer.Option(..., "--ranks", help="EP ranks (dies); slot p lives on rank p // (slots/ranks)."),
         nodes: int = typer.Option(1, "--nodes", help="Nodes the ranks span (must divide --ranks)."),
         groups: int = typer.Option(1, "--groups", help="Expert groups for group-limited routing (must divide experts)."),
-        evaluate: Optional[str] = typer.Option(None, "--evaluate", help="Also score the layout on this load matrix (out-of-sample)."),
+        evaluate: Optional[str] = typer.Option(None, "--evaluate", help="Also score the layout on this load matrix (out-of-sample); synthetic:... with another seed works too."),
         layout: Optional[str] = typer.Option(None, "--layout", help="Score a saved layout (JSON from --out, or .npy) instead of balancing."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
         out: Optional[str] = typer.Option(None, "--out", help="Write the JSON document to this file (atomically)."),

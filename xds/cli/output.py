@@ -61,9 +61,17 @@ def _color_system() -> str | None:
     return None if os.environ.get("NO_COLOR") else "auto"
 
 
+def _width() -> int | None:
+    # rich assumes 80 columns when stdout is not a terminal, which wraps or cuts the wide tables
+    # (gate, chaos); a pipe or file has no width, so give them room unless COLUMNS says otherwise
+    if os.environ.get("COLUMNS") or sys.stdout.isatty():
+        return None
+    return 160
+
+
 def console() -> Console:
     """A stdout console: no styling when NO_COLOR is set or stdout is not a terminal."""
-    return Console(highlight=False, soft_wrap=False, color_system=_color_system())
+    return Console(highlight=False, soft_wrap=False, color_system=_color_system(), width=_width())
 
 
 def err_console() -> Console:

@@ -99,7 +99,12 @@ def workload_from_flags(loaded, *, trace: str | None = None, fmt: str = "auto",
     label = "workload flags" if (trace is not None or synth_flags) else loaded.path
     spec = validate(WorkloadSpec, data, file=label)
     base_dir = loaded.base_dir if (trace is None and not synth_flags) else None
-    return load_workload(spec, base_dir=base_dir, seed=seed)
+    try:
+        return load_workload(spec, base_dir=base_dir, seed=seed)
+    except XdsError as exc:
+        if base_dir is None:   # the trace came from --trace, not from the plan
+            raise
+        raise loaded.workload_error(exc, spec.trace) from None
 
 
 def _progress_bar(enabled: bool):

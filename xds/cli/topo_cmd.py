@@ -41,8 +41,9 @@ def register(app: typer.Typer) -> None:
         invoke_without_command=True,
         no_args_is_help=False,
         help="Summary of a cluster's interconnect (counts, switches, per-die bandwidth GB/s, "
-        "latency µs); 'xds topo path SRC DST' answers a path query.\n\n"
-        "Example: xds topo --cluster cloudmatrix384 --json",
+        "latency µs); --fail ELEMENT shows what a failure costs; 'xds topo path SRC DST' answers a "
+        "path query.\n\n"
+        "Example: xds topo --cluster cloudmatrix384 --fail l1:4/0 --json",
     )
 
     @topo.callback()
@@ -53,6 +54,10 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
         export: Optional[str] = typer.Option(
             None, "--export", help="Also write the graph to FILE (.graphml or node-link .json)."
+        ),
+        fail: Optional[list[str]] = typer.Option(
+            None, "--fail", help="Remove an element (die:N, chip:N, node:N, l1:N/K, l2:K/S, "
+            "link:A-B; repeatable) and report what is lost: dies cut off, per-die UB/RDMA bandwidth."
         ),
     ) -> None:
         """Summary of the interconnect.
@@ -65,6 +70,8 @@ def register(app: typer.Typer) -> None:
 
         t = build_topology(cluster, nodes)
         doc = t.summary()
+        if fail:
+            doc["after_failure"] = t.degrade([t.parse_target(f, where="--fail") for f in fail]).summary()
         if export:
             t.export(export)
             doc["exported"] = export

@@ -19,7 +19,7 @@ def builtin_names(kind: str) -> list[str]:
     return sorted(p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".json"))
 
 
-def resolve(kind: str, name_or_path: str, *, label: str) -> tuple[Path, bool]:
+def resolve(kind: str, name_or_path: str, *, label: str, flag: str | None = None) -> tuple[Path, bool]:
     """Find a built-in spec by name, or accept a path to a file.
 
     Returns ``(path, is_builtin)``. An unknown name raises :class:`XdsError` listing the built-ins
@@ -41,4 +41,6 @@ def resolve(kind: str, name_or_path: str, *, label: str) -> tuple[Path, bool]:
     if hint:
         msg += f"; did you mean {hint[0]!r}?"
     msg += f" (built-in: {', '.join(names)}; or a path to a file)"
-    raise XdsError(msg, file=f"--{label}" if label in ("hardware", "cluster", "model") else None)
+    if flag is None and label in ("hardware", "cluster", "model"):
+        flag = f"--{label}"
+    raise XdsError(msg, file=flag)
