@@ -111,6 +111,16 @@ def slo_windows(res: SimResult, slo) -> dict[str, Any]:
             "group": wi, "metrics": m}
 
 
+def _workload_summary(workload) -> dict[str, Any] | None:
+    """What was offered: requests, span (s), rate (req/s) and mean lengths (tokens)."""
+    if workload is None or not len(workload):
+        return None
+    w = workload.summary()
+    return {"name": w["name"], "requests": w["requests"], "span_s": _r(w["span_s"], 3),
+            "rate_rps": _r(w["rate_rps"], 4), "input_mean": _r(w["input"]["mean"], 2),
+            "output_mean": _r(w["output"]["mean"], 2)}
+
+
 def build_report(res: SimResult, placed, *, workload=None, wall_seconds: float | None = None,
                  timeline: bool = True) -> dict[str, Any]:
     """The ``xds simulate --json`` document (deterministic for the same inputs)."""
@@ -137,6 +147,7 @@ def build_report(res: SimResult, placed, *, workload=None, wall_seconds: float |
     doc: dict[str, Any] = {
         "plan": spec.name, "model": spec.model, "hardware": spec.hardware, "cluster": spec.cluster,
         "workload": getattr(workload, "name", "") or "",
+        "workload_summary": _workload_summary(workload),
         "requests": int(len(res)),
         "concurrency": res.concurrency,
         "seed": res.info.get("seed", 0),
@@ -181,6 +192,12 @@ def build_report(res: SimResult, placed, *, workload=None, wall_seconds: float |
         if pool.role == "decode":
             d["output_throughput_per_chip"] = _r(out_tp / pool.chips, 2)
             d["batch_cap_per_rank"] = res.info.get("batch_cap_per_rank")
+            # how full the decode batches were, sampled at window boundaries (requests per DP rank)
+            ranks = sum(int(np.asarray(i.rank_dies).shape[0]) for i in pool.instances)
+            running = np.asarray(res.series.get("decode_running", np.zeros(0)), dtype=float)
+            if len(running) and ranks:
+                d["mean_batch_per_rank"] = _r(float(running.mean()) / ranks, 2)
+                d["peak_batch_per_rank"] = _r(float(running.max()) / ranks, 2)
             d["tokens_per_step"] = [_r(x) for x in res.info.get("tokens_per_step", [])]
             d["steps"] = res.info.get("decode_steps")
         else:

@@ -149,6 +149,10 @@ def run_simulate(plan: str, *, seed: int = 0, concurrency: int | None = None, pr
     if concurrency is not None and concurrency < 1:
         raise XdsError(f"must be a whole number >= 1 (got {concurrency})", file="--concurrency")
     loaded = load_plan(plan)
+    if concurrency is not None and wflags.get("trace") is None and wflags.get("rate") is None and (
+            wflags.get("input_len") or wflags.get("input_dist")):
+        # closed loop ignores arrival times; a synthetic workload still needs a rate to be built
+        wflags["rate"] = float(concurrency)
     w = workload_from_flags(loaded, seed=seed, **wflags)
     placed = place(loaded)
     t0 = time.perf_counter()
@@ -185,7 +189,7 @@ def register(app: typer.Typer) -> None:
         output_len: Optional[int] = typer.Option(None, "--output-len", help="Fixed output length (tokens)."),
         input_dist: Optional[str] = typer.Option(None, "--input-dist", help="Prompt length distribution, e.g. '{dist: lognormal, mean: 1000, sigma: 1}'."),
         output_dist: Optional[str] = typer.Option(None, "--output-dist", help="Output length distribution (same form)."),
-        concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Closed loop: keep N requests in flight."),
+        concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Closed loop: keep N requests in flight, running the workload's requests in order (arrival times ignored); size it with --requests M."),
         seed: int = typer.Option(0, "--seed", help="Seed of synthetic workloads (same seed, same bytes)."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
         out: Optional[str] = typer.Option(None, "--out", help="Write the JSON document to this file (atomically)."),
@@ -226,6 +230,10 @@ def _render(doc: dict) -> None:
                     f"{doc['dies']} dies)", show_header=False)
     t.add_column("quantity")
     t.add_column("value", justify="right")
+    w = doc.get("workload_summary") or {}
+    if w:
+        t.add_row("workload", f"{w.get('name') or 'synthetic'}: {w['requests']:,} requests over {w['span_s']:,.0f} s "
+                              f"({w['rate_rps']:,.1f} req/s), mean {w['input_mean']:,.0f} in / {w['output_mean']:,.0f} out")
     t.add_row("requests completed / failed", f"{doc['completed']:,} / {doc['failed']:,}")
     if doc["failed_reasons"]:
         t.add_row("failure reasons", ", ".join(f"{k}: {v}" for k, v in doc["failed_reasons"].items()))
@@ -236,6 +244,10 @@ def _render(doc: dict) -> None:
     for pool, d in doc["pools"].items():
         k = "output_throughput_per_chip" if pool == "decode" else "input_throughput_per_chip"
         t.add_row(f"  {pool} pool ({d['chips']} chips) per chip", f"{_fmt(d.get(k))} tok/s")
+        if pool == "decode" and d.get("mean_batch_per_rank") is not None:
+            cap = d.get("batch_cap_per_rank") or []
+            t.add_row("  decode batch per DP rank mean / peak",
+                      f"{d['mean_batch_per_rank']:,.1f} / {d['peak_batch_per_rank']:,.1f} (cap {', '.join(f'{c:g}' for c in cap)})")
     t.add_row("TTFT mean / p50 / p99", f"{_fmt(doc['mean_ttft_ms'])} / {_fmt(doc['median_ttft_ms'])} / "
                                        f"{_fmt(doc['p99_ttft_ms'])} ms")
     t.add_row("TPOT mean / p50 / p99", f"{_fmt(doc['mean_tpot_ms'], 2)} / {_fmt(doc['median_tpot_ms'], 2)} / "
