@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from xds.chaos import FaultEvent, Scenario, ScenarioSpec, load_scenario, run_chaos, run_random
+from xds.chaos import FaultEvent, Scenario, ScenarioSpec, load_scenario
+from xds.chaos_report import run_chaos, run_random
 from xds.cli.simulate_cmd import workload_from_flags
 from xds.engine import simulate
 from xds.plan import place

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from xds.cli import app
 from xds.errors import XdsError
 from xds.experts import (
-    _eplb_layout, _greedy_loop, _greedy_replicas, _lpt_pack, balance, balancedness, expected_balancedness, run_experts, synthetic_loads,
+    _eplb_layout, _greedy_loop, _greedy_replicas, _lpt_pack, balance, balancedness, expected_balancedness, synthetic_loads,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -9,7 +9,7 @@ import pytest
 from xds.errors import XdsError
 from xds.model import load_model, model_summary
 
-from .conftest import FIXTURES, assert_user_error, run_cli
+from .conftest import FIXTURES, assert_user_error
 
 # Exact counts from the formulas in xds.model; the published ones are cross-checked in comments.
 EXACT = {

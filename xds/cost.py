@@ -421,7 +421,6 @@ class CostModel:
         mb = max(lay.microbatches, 1)
         n_mb, p_mb = n / mb, pairs / mb
         pe = e.prefill_compute
-        h = m.hidden
         # attention without weight absorption (prefill MHA): every projection on every token
         t_proj, c1, m1 = self._gemm(self.p_attn, n_mb, 1.0, eff=e.compute * pe)
         if m.attention == "mla":

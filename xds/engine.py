@@ -23,7 +23,6 @@ Units: seconds (s) for all times in arrays; µs only at the cost-model boundary.
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence

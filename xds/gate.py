@@ -173,7 +173,8 @@ def _field(doc: dict[str, Any], key: str) -> float | None:
 
 def run_check(job: dict[str, Any]) -> CheckResult:
     """Run one check (in a worker process): simulate or chaos, then judge the thresholds."""
-    from .chaos import load_scenario, run_chaos
+    from .chaos import load_scenario
+    from .chaos_report import run_chaos
     from .engine import simulate
     from .plan import place
     from .report import build_report

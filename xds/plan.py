@@ -8,7 +8,6 @@ chaos perturbs. The dataclasses below are the interface later layers rely on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -257,7 +256,6 @@ def workload_lengths(loaded: LoadedPlan) -> dict[str, Any]:
     if spec.workload is None:
         return {"source": "default", "input_len": float(DEFAULT_LENGTHS[0]),
                 "output_len": float(DEFAULT_LENGTHS[1]), "rate_rps": None}
-    from .workload import load_workload
 
     try:
         w = loaded.load_workload(seed=0)

@@ -40,7 +40,8 @@ def run_chaos_command(plan: str, *, scenario: Optional[str], policy: Optional[st
                       random: bool = False, rate_per_1000_chip_days: Optional[float] = None,
                       hours: Optional[float] = None, trials: int = 10, **wflags) -> dict:
     """``xds chaos`` as a function: the result document."""
-    from ..chaos import load_scenario, run_chaos, run_random
+    from ..chaos import load_scenario
+    from ..chaos_report import run_chaos, run_random
     from ..errors import XdsError
     from ..plan import place
     from ..spec.plan import load_plan

@@ -55,8 +55,8 @@ def _render_plan(doc: dict[str, Any]) -> None:
             return f"TPOT {d['tpot_ms']:.1f} ms, {d['output_throughput_per_chip']:,.0f} tok/s/chip"
         q = pred["prefill"]
         ttft = "overloaded" if q.get("ttft_ms") is None else f"{q['ttft_ms']:.0f} ms"
-        return (f"TTFT {ttft} (full batch {q['ttft_full_batch_ms']:.0f} ms), "
-                f"{q['input_throughput_per_chip']:,.0f} tok/s/chip")
+        return (f"TTFT {ttft} at the workload's rate (a full token-budget batch would take "
+                f"{q['ttft_full_batch_ms']:.0f} ms), {q['input_throughput_per_chip']:,.0f} tok/s/chip at full batch")
     row("predicted", perf)
     c.print(t)
     s = pred["slo"]
