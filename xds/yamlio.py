@@ -170,15 +170,24 @@ def _loc_text(loc: tuple) -> str:
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names (and aliases) allowed at ``loc`` inside ``model``, for "did you mean" hints."""
+    from typing import get_args, get_origin
+
     current: Any = model
+    dict_value: Any = None
     for part in loc:
         if isinstance(part, int) or current is None:
             continue
+        if dict_value is not None:      # this part is a key of a dict[str, Model] field
+            current, dict_value = dict_value, None
+            continue
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
-            # tagged unions and dict keys: give up on descending
-            return []
+            return []                   # tagged unions: give up on descending
         ann = fields[part].annotation
+        if get_origin(ann) is dict and len(get_args(ann)) == 2:
+            dict_value = _first_model(get_args(ann)[1])
+            current = None if dict_value is None else current
+            continue
         current = _first_model(ann)
     fields = getattr(current, "model_fields", None) or {}
     names = []
