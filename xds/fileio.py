@@ -12,6 +12,35 @@ from typing import Iterator
 from .errors import XdsError
 
 
+def check_output_path(path: str | os.PathLike | None, flag: str) -> None:
+    """Fail fast (before minutes of simulation) when an output file cannot be written: its folder
+    must exist and it must not be a folder itself."""
+    if not path:
+        return
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise XdsError(f"output folder {str(parent)!r} does not exist", file=flag)
+    if target.is_dir():
+        raise XdsError(f"{str(target)!r} is a folder; give a file name", file=flag)
+
+
+def check_plot_path(path: str | os.PathLike | None) -> None:
+    """``--plot``: the folder exists, the format is one matplotlib writes, and matplotlib (the
+    ``plot`` extra) is installed — checked before the run, not after it."""
+    if not path:
+        return
+    check_output_path(path, "--plot")
+    suffix = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
+    if suffix not in ("png", "svg", "pdf"):
+        raise XdsError(f"unsupported plot format .{suffix} (allowed: .png, .svg, .pdf)", file="--plot")
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise XdsError("plotting needs matplotlib: install the plot extra (pip install '.[plot]' in the "
+                       "xds checkout, or pip install matplotlib)", file="--plot")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path``.

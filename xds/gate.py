@@ -213,6 +213,8 @@ def run_check(job: dict[str, Any]) -> CheckResult:
 
 def run_gate(suite_path: str, *, junit: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """``xds gate`` as a function: the result document (and the JUnit file)."""
+    from .fileio import check_output_path
+    check_output_path(junit, "--junit")
     suite, jobs = load_suite(suite_path)
     if workers is not None and workers < 1:
         raise XdsError(f"must be >= 1 (got {workers})", file="--workers")

@@ -279,14 +279,11 @@ def requests_csv(res: SimResult) -> str:
 
 def write_plot(res: SimResult, path: str) -> None:
     """TTFT / TPOT CDFs and the throughput / p99 TPOT timeline (needs matplotlib: ``plot`` extra)."""
-    from .errors import XdsError
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise XdsError("plotting needs matplotlib: install the plot extra (pip install '.[plot]' in the xds checkout, or pip install matplotlib)", file="--plot") from exc
-    from .fileio import atomic_path
+    from .fileio import atomic_path, check_plot_path
+    check_plot_path(path)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     m = request_metrics(res)
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
     for a, key, label in ((ax[0], "ttft", "TTFT (ms)"), (ax[1], "tpot", "TPOT (ms)")):
@@ -307,8 +304,6 @@ def write_plot(res: SimResult, path: str) -> None:
     a2.set_ylabel("p99 TPOT (ms)")
     fig.tight_layout()
     suffix = path.rsplit(".", 1)[-1].lower()
-    if suffix not in ("png", "svg", "pdf"):
-        raise XdsError(f"unsupported plot format .{suffix} (allowed: .png, .svg, .pdf)", file="--plot")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=suffix)
     plt.close(fig)
@@ -317,17 +312,12 @@ def write_plot(res: SimResult, path: str) -> None:
 def write_timeline_plot(doc: dict[str, Any], path: str, *, markers: list[dict[str, Any]] = ()) -> None:
     """p99 TPOT and output throughput per window from a result document, with fault (red) and
     recovery (green) markers — the chaos view (needs matplotlib: ``plot`` extra)."""
-    from .errors import XdsError
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise XdsError("plotting needs matplotlib: install the plot extra (pip install '.[plot]' in the xds checkout, or pip install matplotlib)", file="--plot") from exc
-    from .fileio import atomic_path
+    from .fileio import atomic_path, check_plot_path
+    check_plot_path(path)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     suffix = path.rsplit(".", 1)[-1].lower()
-    if suffix not in ("png", "svg", "pdf"):
-        raise XdsError(f"unsupported plot format .{suffix} (allowed: .png, .svg, .pdf)", file="--plot")
     docs = doc["policies"] if "policies" in doc else {doc.get("policy", "run"): doc}
     fig, ax = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
     for name, d in docs.items():

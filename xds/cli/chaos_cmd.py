@@ -104,6 +104,9 @@ def register(app: typer.Typer) -> None:
         out: Optional[str] = typer.Option(None, "--out", help="Write the JSON document here (atomically)."),
         plot: Optional[str] = typer.Option(None, "--plot", help="TPOT/throughput timeline with fault markers (png/svg)."),
     ) -> None:
+        from ..fileio import check_output_path, check_plot_path
+        check_output_path(out, "--out")
+        check_plot_path(plot)
         doc = run_chaos_command(plan, scenario=scenario, policy=policy, seed=seed, random=random,
                                 rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
                                 trials=trials, trace=trace, fmt=fmt, rate_scale=rate_scale,

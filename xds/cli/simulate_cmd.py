@@ -146,6 +146,9 @@ def run_simulate(plan: str, *, seed: int = 0, concurrency: int | None = None, pr
 
     if seed < 0:
         raise XdsError(f"must be >= 0 (got {seed})", file="--seed")
+    from ..fileio import check_output_path, check_plot_path
+    check_output_path(requests_out, "--requests-out")
+    check_plot_path(plot)
     if concurrency is not None and concurrency < 1:
         raise XdsError(f"must be a whole number >= 1 (got {concurrency})", file="--concurrency")
     loaded = load_plan(plan)
@@ -198,6 +201,8 @@ def register(app: typer.Typer) -> None:
         timing: bool = typer.Option(False, "--timing", help="Include wall_seconds (non-deterministic) in the JSON."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar on stderr."),
     ) -> int:
+        from ..fileio import check_output_path
+        check_output_path(out, "--out")
         cb, close = _progress_bar(not (no_progress or json_out))
         try:
             doc, _ = run_simulate(plan, seed=seed, concurrency=concurrency, progress=cb, timing=timing,
