@@ -242,14 +242,19 @@ def _parse_int(text: str) -> int:
         return int(v)
 
 
+def _cell(row: list[str], col: int, name: str, path: Path, where: str) -> str:
+    """The stripped text of column ``col``, or a located error for a short (truncated) row."""
+    if col >= len(row):
+        raise XdsError(f"missing column {name!r} (row has {len(row)} fields; truncated line?)",
+                       file=str(path), where=where)
+    return row[col].strip()
+
+
 def _int_field(row: list[str], col: int, name: str, *, path: Path, lineno: int, lo: int,
                hi: int) -> int:
     """Parse an integer column with a located, specific error."""
     where = f"line {lineno}"
-    if col >= len(row):
-        raise XdsError(f"missing column {name!r} (row has {len(row)} fields; truncated line?)",
-                       file=str(path), where=where)
-    text = row[col].strip()
+    text = _cell(row, col, name, path, where)
     try:
         v = _parse_int(text)
     except (ValueError, OverflowError):
@@ -264,10 +269,7 @@ def _int_field(row: list[str], col: int, name: str, *, path: Path, lineno: int, 
 
 def _float_field(row: list[str], col: int, name: str, *, path: Path, lineno: int) -> float:
     where = f"line {lineno}"
-    if col >= len(row):
-        raise XdsError(f"missing column {name!r} (row has {len(row)} fields; truncated line?)",
-                       file=str(path), where=where)
-    text = row[col].strip()
+    text = _cell(row, col, name, path, where)
     try:
         v = float(text)
     except ValueError:
