@@ -221,3 +221,29 @@ def test_bad_scenarios(name, needle):
 ])
 def test_bad_flags(args, needle):
     assert_user_error(run_cli("chaos", PLAN, *args), needle)
+
+
+def test_degraded_ib_link_slows_dispatch_and_kv_transfer(tmp_path):
+    """On h800-ib the IB rail is both the EP fabric and the P->D KV path: one degraded GPU link
+    gates the instance's all-to-all and every KV transfer into decode."""
+    lp = load_plan(PLANS / "deepseek-h800.yaml")
+    placed = place(lp)
+    w = workload_from_flags(lp, duration=60.0)
+    sc = tmp_path / "ib.yaml"
+    sc.write_text('events:\n  - {at_s: 5, fault: link_degraded, target: "link:die:3-leaf:3/0", '
+                  'factor: 0.25, duration_s: 50}\n')
+    doc = run_chaos(placed, w, load_scenario(sc), policy="fine-grained")
+    rec = doc["recovery"][0]
+    assert rec["kv_transfer_factor"] == {"decode:0": 0.25}
+    old, new = rec["bandwidth_gb_s"]["decode:0"]
+    assert new == pytest.approx(old / 4, rel=0.02)
+    base = build_report(simulate(placed, w), placed, workload=w)
+    assert doc["mean_ttft_ms"] > base["mean_ttft_ms"] and doc["failed"] == 0
+
+
+def test_kv_bandwidth_event_in_the_engine():
+    from xds.engine import KvBandwidth
+
+    placed, w = _setup()
+    slow = build_report(simulate(placed, w, events=[KvBandwidth(0.0, 0, 0.01)]), placed, workload=w)
+    assert slow["mean_ttft_ms"] > baseline()["mean_ttft_ms"]

@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import Field, PositiveFloat, model_validator
 
 from .cost import CostModel, Fabric
-from .engine import Pause, RanksDown, Rollback, SetCost, Slowdown
+from .engine import KvBandwidth, Pause, RanksDown, Rollback, SetCost, Slowdown
 from .errors import XdsError
 from .spec.plan import RecoverySpec
 from .yamlio import Strict, load_yaml, validate
@@ -294,6 +294,18 @@ def compile_events(placed, scenario: Scenario, params: dict[str, Any]) -> tuple[
                             rec["instances"].append(f"{pool.role}:{inst.index}")
                         rec.setdefault("bandwidth_gb_s", {})[f"{pool.role}:{inst.index}"] = [
                             round(old_bw, 3), round(new_bw, 3)]
+            # P->D KV transfers ride the RDMA plane (or UB, per the plan): the slowest end of the
+            # transfer, prefill or decode die, sets the new rate into each decode instance
+            kv_ub = placed.spec.kv_transfer.plane == "ub"
+            new_kv = deg.ub_gb_s_per_die if kv_ub else deg.rdma_gb_s_per_die
+            old_kv = healthy.ub_gb_s_per_die if kv_ub else healthy.rdma_gb_s_per_die
+            senders = [inst.dies for inst in placed.prefill.instances] if placed.prefill else []
+            for inst in placed.decode.instances:
+                ends = np.concatenate(senders + [inst.dies])
+                ratio = float(np.min(new_kv[ends] / np.maximum(old_kv[ends], 1e-12)))
+                if ratio < 1 - 1e-9 and ratio > 0:
+                    events.append(KvBandwidth(t, inst.index, ratio, until))
+                    rec.setdefault("kv_transfer_factor", {})[f"decode:{inst.index}"] = round(ratio, 4)
             rec["action"] = ("traffic re-routed over the remaining paths; all-to-all bandwidth lower"
                              if "bandwidth_gb_s" in rec else
                              "traffic re-routed; uplink capacity lower but the all-to-all still fits")

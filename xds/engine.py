@@ -111,7 +111,19 @@ class SetCost:
     until_s: float | None = None
 
 
-Event = RanksDown | Pause | Slowdown | Rollback | SetCost
+@dataclass(frozen=True)
+class KvBandwidth:
+    """KV transfers into decode ``instance`` run at ``factor`` × the plan's per-die bandwidth during
+    [at_s, until_s) (a degraded RDMA/UB path between the pools)."""
+
+    at_s: float
+    instance: int
+    factor: float
+    until_s: float | None = None
+    role: str = "decode"
+
+
+Event = RanksDown | Pause | Slowdown | Rollback | SetCost | KvBandwidth
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,6 +217,7 @@ class _Actor:
         self.down = False
         self.paused = 0            # nesting count of active pauses
         self.slow = 1.0
+        self.kv_bw = 1.0       # factor on the KV-transfer bandwidth into this instance (decode)
 
 
 class _Prefill(_Actor):
@@ -421,6 +434,13 @@ class _Sim:
                 acts.append((at, k, 0, "slow", a, float(ev.factor)))
                 if until is not None:
                     acts.append((float(until), k, 1, "slow", a, 1.0 / float(ev.factor)))
+            elif isinstance(ev, KvBandwidth):
+                if not (0 < ev.factor and math.isfinite(ev.factor)):
+                    raise XdsError(f"KV bandwidth factor must be > 0 (got {ev.factor})", where="events")
+                (a,) = self._actor("decode", ev.instance)
+                acts.append((at, k, 0, "kvbw", a, float(ev.factor)))
+                if until is not None:
+                    acts.append((float(until), k, 1, "kvbw", a, 1.0 / float(ev.factor)))
             elif isinstance(ev, Rollback):
                 for a in self._actor(ev.role, ev.instance):
                     acts.append((at, k, 0, "rollback", a, None))
@@ -467,6 +487,8 @@ class _Sim:
             a.paused = max(0, a.paused - 1)
         elif kind == "slow":
             a.slow *= arg
+        elif kind == "kvbw":
+            a.kv_bw *= arg
         elif kind == "rollback":
             if a.busy:
                 a.t_end += a.t_end - a.t_start
@@ -639,7 +661,7 @@ class _Sim:
         else:
             d = live[0]
         ctx = (self.inp[ids] + self.gen_base[ids]).astype(float)
-        tx = ctx * self.kv_bpt / (self.kv_bps * d.tp) + KV_TRANSFER_LATENCY_S if self.P else 0.0
+        tx = ctx * self.kv_bpt / (self.kv_bps * d.kv_bw * d.tp) + KV_TRANSFER_LATENCY_S if self.P else 0.0
         self.ready[ids] = t_kv + tx
         self.status[ids] = DEC_PENDING
         self.d_inst[ids] = d.idx
