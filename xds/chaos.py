@@ -80,8 +80,8 @@ class FaultEvent(Strict):
     at_s: float = Field(ge=0)
     fault: Fault
     target: str
-    duration_s: PositiveFloat | None = None
-    factor: PositiveFloat | None = None
+    duration_s: PositiveFloat | None = Field(None, le=30 * 86400)
+    factor: PositiveFloat | None = Field(None, le=1000)
 
     @model_validator(mode="after")
     def _factor(self) -> "FaultEvent":
@@ -176,7 +176,7 @@ def _instance_weights_gb(inst) -> float:
     return sum(v for k, v in hbm.items() if k.startswith("weights_"))
 
 
-def _expert_state(pool, inst, lost_ep: set[int], hot_ratio: float | None) -> tuple[int, float]:
+def _expert_state(pool, inst, lost_ep: set[int], shares_all: np.ndarray) -> tuple[int, float]:
     """(experts left without any replica, balancedness ratio new/old) after losing EP ranks."""
     em = pool.expert_map or {}
     ph = em.get("phy2log")
@@ -196,11 +196,9 @@ def _expert_state(pool, inst, lost_ep: set[int], hot_ratio: float | None) -> tup
     for layer in ph:
         have = np.bincount(layer[alive], minlength=E)
         missing = max(missing, int((have == 0).sum()))
-    # in-sample balancedness before/after with each expert's share split over its live replicas
-    from .imbalance import DEFAULT_HOT, long_run_shares
-
-    shares = long_run_shares(E, hot_ratio or DEFAULT_HOT)
-    shares = np.resize(shares, (ph.shape[0], E))
+    # in-sample balancedness before/after with each expert's share split over its live replicas,
+    # on the same long-run loads the plan balanced (measured or synthetic)
+    shares = np.resize(shares_all, (ph.shape[0], E))
 
     def bal(mask):
         vals = []
@@ -209,7 +207,7 @@ def _expert_state(pool, inst, lost_ep: set[int], hot_ratio: float | None) -> tup
             per = np.where(cnt > 0, sh / np.maximum(cnt, 1), 0.0)
             slot_load = np.where(mask, per[layer], 0.0)
             rank_load = slot_load.reshape(routed, spr).sum(axis=1)
-            live = rank_load[np.array([r not in lost_ep for r in range(routed)])] if mask is not None else rank_load
+            live = rank_load[np.array([r not in lost_ep for r in range(routed)])]
             vals.append(live.max() / max(live.mean(), 1e-12))
         return float(np.mean(vals))
 
@@ -232,13 +230,11 @@ def compile_events(placed, scenario: Scenario, params: dict[str, Any]) -> tuple[
     events: list = []
     records: list[dict] = []
     file = scenario.path
-    _check_overlaps(scenario)
-    for i, ev in enumerate(sorted(scenario.spec.events, key=lambda e: e.at_s)):
-        where = f"events[{scenario.spec.events.index(ev)}]"
-        try:
-            name = topo.parse_target(ev.target)
-        except XdsError as exc:
-            raise XdsError(exc.message, file=file, where=f"{where}.target") from None
+    names = _target_names(scenario, topo)
+    _check_overlaps(scenario, names, topo)
+    for i, ev in sorted(enumerate(scenario.spec.events), key=lambda x: x[1].at_s):
+        where = f"events[{i}]"
+        name = names[i]
         kind = name.split(":", 1)[0]
         if kind not in TARGET_KINDS[ev.fault]:
             raise XdsError(f"{ev.fault} cannot target {ev.target!r} (a {kind}); allowed targets: "
@@ -368,7 +364,10 @@ def _glitch_instances(placed, topo, name: str) -> list[tuple[str, int]]:
 
 
 def _die_loss(placed, owners, dies, t, det, back, params, events, rec) -> None:
+    from .plan import expert_shares
+
     pol = params["policy"]
+    shares = expert_shares(placed.loaded, placed.model)[0] if placed.model.is_moe else None
     by_inst: dict[tuple[str, int], list[_Owner]] = {}
     for d in np.asarray(dies).tolist():
         o = owners.get(int(d))
@@ -389,13 +388,11 @@ def _die_loss(placed, owners, dies, t, det, back, params, events, rec) -> None:
         if pol == "restart" or role == "prefill":
             # stage 1, and prefill under every policy: the affected instance restarts
             end = det + _restart_s(inst, params)
-            if back is not None and pol != "restart" and role == "decode":
-                end = back
             events.append(Pause(t, role, idx, end, "requeue"))
             rec["recovered_at_s"] = max(rec["recovered_at_s"], end)
             actions.append(f"{role}:{idx} restarted ({end - t:.0f} s), in-flight re-prefilled")
             continue
-        missing, bal_ratio = _expert_state(pool, inst, lost_ep, placed.spec.balancing.hot_ratio)
+        missing, bal_ratio = _expert_state(pool, inst, lost_ep, shares)
         stall = params["detect_s"] if pol == "fine-grained" else params["detect_s"] + params["remap_s"]
         if missing:
             # no live replica: its weights are reloaded onto a survivor before the MoE layer can run
@@ -426,25 +423,43 @@ def _die_loss(placed, owners, dies, t, det, back, params, events, rec) -> None:
     rec["action"] = "; ".join(actions)
 
 
-def _check_overlaps(scenario: Scenario) -> None:
-    """Refuse impossible timelines: a fault on an element that is already down for good, or two
-    overlapping transient faults of the same kind on the same element."""
-    evs = sorted(enumerate(scenario.spec.events), key=lambda x: x[1].at_s)
+def _target_names(scenario: Scenario, topo) -> list[str]:
+    """Canonical element names (``link:B-A`` and ``link:A-B`` are one link), checked against the
+    cluster; errors point at the event's ``target``."""
+    out = []
+    for i, ev in enumerate(scenario.spec.events):
+        try:
+            out.append(topo.parse_target(ev.target))
+        except XdsError as exc:
+            raise XdsError(exc.message, file=scenario.path, where=f"events[{i}].target") from None
+    return out
+
+
+def _check_overlaps(scenario: Scenario, names: list[str], topo) -> None:
+    """Refuse impossible timelines: a fault on an element (or a die inside a domain) that is already
+    down for good, or two overlapping transient faults of the same kind on the same element."""
     dead: dict[str, float] = {}
+    dead_dies: dict[int, float] = {}
     busy: dict[tuple[str, str], float] = {}
-    for i, ev in evs:
+    for i, ev in sorted(enumerate(scenario.spec.events), key=lambda x: x[1].at_s):
         where = f"events[{i}]"
-        if ev.target in dead and ev.at_s >= dead[ev.target]:
-            raise XdsError(f"{ev.target} is already down (permanently, since {dead[ev.target]:g} s); "
+        name = names[i]
+        dies = [int(d) for d in topo.dies_in(name)]
+        gone = [dead_dies[d] for d in dies if d in dead_dies and ev.at_s >= dead_dies[d]]
+        if (name in dead and ev.at_s >= dead[name]) or (dies and len(gone) == len(dies)):
+            since = dead.get(name, min(gone) if gone else 0.0)
+            raise XdsError(f"{name} is already down (permanently, since {since:g} s); "
                            "a later fault on it is impossible", file=scenario.path, where=where)
-        key = (ev.fault, ev.target)
+        key = (ev.fault, name)
         if key in busy and ev.at_s < busy[key]:
-            raise XdsError(f"overlaps an earlier {ev.fault} on {ev.target} that lasts until "
+            raise XdsError(f"overlaps an earlier {ev.fault} on {name} that lasts until "
                            f"{busy[key]:g} s", file=scenario.path, where=where)
         permanent = ev.fault in ("die_down", "chip_down", "node_down", "link_down", "switch_down") \
             and ev.duration_s is None
         if permanent:
-            dead[ev.target] = ev.at_s
+            dead[name] = ev.at_s
+            for d in dies:
+                dead_dies.setdefault(d, ev.at_s)
         busy[key] = ev.at_s + (ev.duration_s or (math.inf if permanent else 0.0))
 
 

@@ -340,11 +340,10 @@ class CostModel:
             s0_rank = self._s0_fast(tok_mb, ctx_mb, q)
         s0 = s0_rank.max(axis=-1)
         ranks = b.shape[-1]
-        domains = lay.ma_domains if lay.attention_dies else 1
         tok_total_mb = tok_mb.sum(axis=-1) * (lay.dp / ranks)
         tok_max = tok_mb.max(axis=-1)
         opsm = _Ops(s0=ops0.s0, bound=dict(ops0.bound))
-        self._s1_ops(tok_max, tok_total_mb / 1.0 if domains == 1 else tok_total_mb, True, opsm)
+        self._s1_ops(tok_max, tok_total_mb, True, opsm)
         total = m.moe_layers * self._layer_us(s0, opsm.s1)
         opsd = None
         if m.dense_layers:

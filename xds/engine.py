@@ -378,6 +378,7 @@ class _Sim:
         if too_big.any():
             ids = np.flatnonzero(too_big)
             self._fail(ids, R_KV, 0.0, count=False)
+            self.finish[ids] = self.arr[ids]       # fails as it arrives, not before (closed loop: re-set at release)
         self.events = self._compile(events)
         self.max_dt = 0.0
         # window snapshots
@@ -661,7 +662,9 @@ class _Sim:
         else:
             d = live[0]
         ctx = (self.inp[ids] + self.gen_base[ids]).astype(float)
-        tx = ctx * self.kv_bpt / (self.kv_bps * d.kv_bw * d.tp) + KV_TRANSFER_LATENCY_S if self.P else 0.0
+        # each TP die of the rank receives its share of the KV: GQA splits by head, MLA's latent whole
+        tx = ctx * self.kv_bpt / (self.kv_bps * d.kv_bw * d.cost.kv_split) + KV_TRANSFER_LATENCY_S \
+            if self.P else 0.0
         self.ready[ids] = t_kv + tx
         self.status[ids] = DEC_PENDING
         self.d_inst[ids] = d.idx
@@ -901,7 +904,11 @@ class _Sim:
                     t_act = te
             t_new = min(t_arr, t_ev, t_act)
             if nxt >= N and horizon == math.inf:
-                horizon = t + max(DRAIN_MIN_S, 10.0 * self.max_dt)
+                # drain long enough for the longest output to finish at the slowest step seen
+                longest = float(self.out.max()) if self.N else 0.0
+                min_tps = min((d.tps for d in self.D), default=1.0) or 1.0
+                horizon = t + max(DRAIN_MIN_S, 10.0 * self.max_dt,
+                                  2.0 * (longest / min_tps + 10.0) * max(self.max_dt, 1e-3))
             if t_new == math.inf:
                 break                      # nothing can happen any more (e.g. pools down for good)
             if t_new > horizon:
@@ -924,7 +931,13 @@ class _Sim:
                 j = int(np.searchsorted(arr[: self.n_rel], max(limit, t), side="right"))
                 ids = np.arange(nxt, j, dtype=np.int64)
                 nxt = j
-                ids = ids[self.status[ids] == WAITING]
+                waiting = self.status[ids] == WAITING
+                if self.conc is not None and not waiting.all():
+                    # requests that failed up front (KV can never fit) still used a closed-loop slot
+                    gone = ids[~waiting]
+                    self.finish[gone] = np.maximum(self.arr[gone], 0.0)
+                    self._release(len(gone), t)
+                ids = ids[waiting]
                 self._route(ids, t)
             for a in actors:
                 if a.busy and a.t_end <= t:

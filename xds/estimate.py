@@ -204,6 +204,9 @@ def prepare(args: EstimateArgs | None = None, **kw: Any) -> Prepared:
         if v is None or not 1 <= v <= MAX_INPUT_LEN:
             raise XdsError(f"must be a number of tokens in [1, {MAX_INPUT_LEN:,}] (got {v})", file=flag)
     dpc = hw.dies_per_chip
+    for flag, v in (("--chips", a.chips), ("--ep", a.ep)):   # sizing errors first: they are the cause
+        if v is not None and v < 1:
+            raise XdsError(f"must be a positive integer (got {v})", file=flag)
     b = t_chip = None
     if a.phase == "decode":
         if a.batch_per_die is not None and a.batch_per_chip is not None:

@@ -23,6 +23,8 @@ def check_output_path(path: str | os.PathLike | None, flag: str) -> None:
         raise XdsError(f"output folder {str(parent)!r} does not exist", file=flag)
     if target.is_dir():
         raise XdsError(f"{str(target)!r} is a folder; give a file name", file=flag)
+    if not os.access(parent, os.W_OK):
+        raise XdsError(f"output folder {str(parent)!r} is not writable", file=flag)
 
 
 def check_plot_path(path: str | os.PathLike | None) -> None:
@@ -52,12 +54,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise XdsError(f"output folder {str(parent)!r} does not exist", file=str(target))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise XdsError(f"cannot write to {str(parent)!r}: {exc.strerror}", file=str(target)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file 0600; give the result the permissions a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, target)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise XdsError(f"cannot write the file: {exc.strerror}", file=str(target)) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

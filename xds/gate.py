@@ -197,6 +197,9 @@ def run_check(job: dict[str, Any]) -> CheckResult:
             doc = build_report(simulate(placed, w, seed=job["seed"]), placed, workload=w, timeline=False)
     except XdsError as exc:
         return CheckResult(job["name"], False, time.perf_counter() - t0, {}, [], job["expect"], error=str(exc))
+    except Exception as exc:  # a bug in one check must not abort the other checks of the suite
+        return CheckResult(job["name"], False, time.perf_counter() - t0, {}, [], job["expect"],
+                           error=f"internal error: {type(exc).__name__}: {exc}")
     measured, violations = {}, []
     for key, th in job["expect"].items():
         v = _field(doc, key)
@@ -248,7 +251,7 @@ def junit_xml(doc: dict[str, Any]) -> str:
              f'  <testsuite name={quoteattr(doc["suite"])} tests="{len(doc["checks"])}" failures="{fails}" '
              f'errors="{errs}" time="{doc["seconds"]:.3f}">']
     for c in doc["checks"]:
-        lines.append(f'    <testcase classname="xds.gate.{escape(doc["suite"])}" name={quoteattr(c["name"])} '
+        lines.append(f'    <testcase classname={quoteattr("xds.gate." + doc["suite"])} name={quoteattr(c["name"])} '
                      f'time="{c["seconds"]:.3f}">')
         measured = ", ".join(f"{k}={v}" for k, v in c["measured"].items())
         if c["error"]:

@@ -267,7 +267,7 @@ def workload_lengths(loaded: LoadedPlan) -> dict[str, Any]:
             "rate_rps": float(s["rate_rps"]) if s["rate_rps"] else None, "requests": s["requests"]}
 
 
-def _expert_loads(loaded: LoadedPlan, model: ModelSpec) -> tuple[np.ndarray, str]:
+def expert_shares(loaded: LoadedPlan, model: ModelSpec) -> tuple[np.ndarray, str]:
     """Long-run expert shares [layers, experts] (rows sum to 1) and where they came from."""
     bal = loaded.spec.balancing
     E = model.n_routed_experts
@@ -459,7 +459,7 @@ def place(loaded: LoadedPlan) -> PlacedPlan:
     I, O = lens["input_len"], lens["output_len"]
     shares = src = None
     if model.is_moe:
-        shares, src = _expert_loads(loaded, model)
+        shares, src = expert_shares(loaded, model)
     kv_tok = model.kv_bytes_per_token(spec.kv_dtype) * (1 + model.mtp_layers / model.layers)
     alloc = _NodeAllocator(loaded, topo)
     order = sorted(range(len(spec.pools)), key=lambda j: spec.pools[j].role != "decode")
@@ -474,7 +474,7 @@ def place(loaded: LoadedPlan) -> PlacedPlan:
         # sequences in one microbatch decide how far a batch's expert load strays from the long run
         if pool.role == "decode":
             cap = float(pool.batch_per_die)
-            seqs = lay.dp * lay.ma_domains * cap / lay.microbatches / lay.ma_domains
+            seqs = lay.dp * cap / lay.microbatches     # one domain's microbatch (MA: domains take turns)
         else:
             budget = pool.token_budget_per_die or PREFILL_TOKENS_PER_CHIP // hw.dies_per_chip
             seqs = lay.dies * budget / max(I, 1.0) / lay.microbatches
@@ -514,7 +514,8 @@ def place(loaded: LoadedPlan) -> PlacedPlan:
                 pp.hbm_moe = {k: round(v, 3) for k, v in moe.items()}
             free = hbm["capacity"] - (hbm["total"] - hbm["kv_cache"])
             pp.batch_cap_per_rank = cap_i
-            pp.kv_tokens_per_rank = int(max(free, 0.0) * 1e9 * lay.tp // kv_tok)
+            # HBM left per die, times the dies that share a rank's KV (GQA by head; MLA holds it whole)
+            pp.kv_tokens_per_rank = int(max(free, 0.0) * 1e9 * cm.kv_split // kv_tok)
             pp.max_concurrent = int(min(cap_i, pp.kv_tokens_per_rank // max(I + O, 1.0))
                                     * lay.dp * lay.ma_domains * pool.instances)
         else:
@@ -524,7 +525,7 @@ def place(loaded: LoadedPlan) -> PlacedPlan:
                        f"{budget} prompt tokens per die in flight")
             free = hbm["free"]
             pp.kv_tokens_per_rank = int(max(hbm["capacity"] - (hbm["total"] - hbm["kv_cache"]), 0)
-                                        * 1e9 * lay.tp // kv_tok)
+                                        * 1e9 * cm.kv_split // kv_tok)
             pp.max_concurrent = int(pool.instances * lay.dies * budget // max(I, 1.0))
         pp.hbm = {k: round(v, 3) for k, v in hbm.items()}
         pools[pool.role] = pp

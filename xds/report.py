@@ -235,8 +235,8 @@ def timeline_rows(res: SimResult, sw: dict | None = None) -> list[dict[str, Any]
         row["decode_pending"] = int(s["decode_pending"][i])
         row["decode_running"] = int(s["decode_running"][i])
         row["kv_usage"] = {"decode": _r(s["kv_usage_decode"][i])}
-        if met is not None and cnt[i]:
-            row["slo_met"] = bool(met[i])
+        if met is not None and sw["has"][i]:
+            row["slo_met"] = bool(met[i])      # stalled windows (no token produced) count as missed
         rows.append(row)
     return rows
 
