@@ -920,8 +920,6 @@ def balance(loads: Any, slots: int, ranks: int, *, nodes: int = 1, groups: int =
     hier = N > 1 and K % N == 0
     policy = "hierarchical" if hier else "global"
     spg = P // G
-    rows_n = N if hier else 1
-
     if hier:
         lay, counts, rank_load, bal, eplb_bal = _balance_hier(w, P, G, N, K)
         return ExpertLayout(phy2log=lay, replicas=counts, rank_load=rank_load, balancedness=bal,
@@ -930,59 +928,19 @@ def balance(loads: Any, slots: int, ranks: int, *, nodes: int = 1, groups: int =
 
     cands: list[np.ndarray] = []       # layouts [L, P]; EPLB's first (it wins ties)
     eplb = None
-    if not hier and spg == 1:
+    if spg == 1:
         # One slot per rank: the max per-replica load is the objective and water-filling attains
         # its optimum exactly, so EPLB (greedy, same optimum) cannot be better; no packing needed.
         cands.append(_items_from_counts(_waterfill(w, P)))
     else:
         prep = _eplb_prepare(w.astype(np.float32), P, K, N, G)
         G_row = prep[3]
-        # xds's own count sets per row (layer, or layer x node): (slot-id map or None, counts, loads)
+        # xds's own count sets per layer: (slot-id map or None, counts, loads)
         extra: list[tuple[np.ndarray | None, np.ndarray, np.ndarray]] = []
-        if not hier:
-            c_greedy = _replica_counts(prep[1], E)            # EPLB's counts (mlog == log here)
-            c_round = _round_to_ranks(w, c_greedy, G, np.ones_like(c_greedy, dtype=bool))
-            if not np.array_equal(c_round, c_greedy):
-                extra.append((None, c_round, w))
-        else:
-            gs = E // K
-            S_node = P // N
-            G_node = G // N
-            cap = S_node // gs
-            gw = w.reshape(L, K, gs).sum(-1)
-            # EPLB's equal-count group placement (refilled by our replication) and our load-driven one
-            mlog2log = prep[0]
-            eplb_node = np.empty((L, K), dtype=np.int64)
-            np.put_along_axis(eplb_node, mlog2log[:, ::gs] // gs,
-                              np.broadcast_to(np.arange(K, dtype=np.int64) // (K // N), (L, K)), 1)
-            sets = []                                          # (ids, counts, loads) per row
-            # EPLB's replica counts per logical expert (its greedy = our water-filling)
-            logcnt = np.empty((L, E), dtype=np.int64)
-            np.put_along_axis(logcnt, mlog2log, _replica_counts(prep[1], E // N).reshape(L, E), 1)
-            for node_of in (_assign_groups(gw, N, cap), eplb_node):
-                ids, present, wn = _node_rows(w, node_of, N, gs, cap)
-                if node_of is eplb_node:                       # EPLB's own nodes and counts
-                    c = np.where(present, np.take_along_axis(np.repeat(logcnt, N, 0), ids, 1), 0)
-                else:
-                    c = _waterfill(wn, S_node, present)
-                    sets.append((ids, c, wn))
-                if spg > 1:
-                    cr = _round_to_ranks(wn, c, G_node, present)
-                    if not np.array_equal(cr, c):
-                        sets.append((ids, cr, wn))
-            if len(sets) > 1:
-                # Pack only the most promising set per layer: the one with the lowest lower bound on
-                # its max rank load (a rank carries at least the node mean, and an expert with c
-                # replicas on G_node ranks puts ceil(c / G_node) of them on one rank).
-                lbs = []
-                for _, c, wn in sets:
-                    per_rep = np.where(c > 0, wn / np.maximum(c, 1), 0.0) * -(-c // G_node)
-                    lb = np.maximum(wn.sum(1) / G_node, per_rep.max(1))
-                    lbs.append(lb.reshape(L, N).max(1))
-                choice = np.repeat(np.argmin(np.stack(lbs), axis=0), N)       # per row
-                rows = np.arange(L * N)
-                sets = [tuple(np.stack([st[k] for st in sets])[choice, rows] for k in range(3))]
-            extra.extend(sets)
+        c_greedy = _replica_counts(prep[1], E)                # EPLB's counts (mlog == log here)
+        c_round = _round_to_ranks(w, c_greedy, G, np.ones_like(c_greedy, dtype=bool))
+        if not np.array_equal(c_round, c_greedy):
+            extra.append((None, c_round, w))
         # One packing call for EPLB's replicas and all of ours: the run-at-a-time loop is shared.
         items = [_items_from_counts(c) for _, c, _ in extra]
         item_w = [np.take_along_axis((wr / np.maximum(c, 1)).astype(np.float32), it, 1)
@@ -995,7 +953,7 @@ def balance(loads: Any, slots: int, ranks: int, *, nodes: int = 1, groups: int =
             loc = _place(pi[k * R0:(k + 1) * R0], rip[k * R0:(k + 1) * R0], it, spg)
             cands.append(loc if ids is None else np.take_along_axis(ids, loc, 1).reshape(L, P))
 
-    # Local search (rows = layer x node; swaps never cross a node boundary).
+    # Local search over each layer's ranks (the node-local policy returned above).
     stack = np.stack(cands)                                   # [C, L, P]
     if stack.shape[0] > 2 and spg > 1:
         # Local search is the expensive part: run it on the EPLB candidate and on the best of ours.
@@ -1010,9 +968,9 @@ def balance(loads: Any, slots: int, ranks: int, *, nodes: int = 1, groups: int =
     cnt = _replica_counts(flat, E)
     if spg > 1:
         item_load = np.take_along_axis(wt / np.maximum(cnt, 1), flat, 1)
-        ld = item_load.reshape(C * L * rows_n, G // rows_n, spg)
-        ids = flat.reshape(C * L * rows_n, G // rows_n, spg).copy()
-        _swap_search(ld, ids, nodes=rows_n)
+        ld = item_load.reshape(C * L, G, spg)
+        ids = flat.reshape(C * L, G, spg).copy()
+        _swap_search(ld, ids, nodes=1)
         flat = ids.reshape(C * L, P)
     rl = _rank_load(flat, wt, cnt, G)
     bal = _balancedness_from_rank_load(rl).reshape(C, L)
