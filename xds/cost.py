@@ -157,6 +157,12 @@ class CostModel:
         # TP splits GQA's KV heads across dies; MLA's compressed latent is shared by every head, so
         # each TP die reads (and holds) the whole latent cache of its DP rank
         self.kv_split = 1 if model.attention == "mla" else min(layout.tp, model.kv_heads)
+        # attention FLOPs per (query, cached key) pair in decode: MLA runs weight-absorbed, scoring
+        # over latent + RoPE and mixing values in the latent; GQA scores and mixes over head_dim
+        if model.attention == "mla":
+            self.decode_flops_per_pair = 2.0 * model.heads * (2 * model.kv_lora_rank + model.qk_rope_head_dim)
+        else:
+            self.decode_flops_per_pair = 4.0 * model.heads * model.head_dim
         self._cache: dict = {}
 
     # ------------------------------------------------------------------ helpers
@@ -190,11 +196,7 @@ class CostModel:
         """Attention kernel over the KV cache: ``q_tokens`` queries, ``ctx_tokens`` = Σ over queries
         of the tokens each attends to; KV bytes are read once per request (``ctx_tokens / q`` for
         ``q`` query tokens per request)."""
-        m = self.m
-        if m.attention == "mla":
-            per_pair = 2.0 * m.heads * (2 * m.kv_lora_rank + m.qk_rope_head_dim)
-        else:
-            per_pair = 4.0 * m.heads * m.head_dim
+        per_pair = self.decode_flops_per_pair
         flops = per_pair * ctx_tokens / self.lay.tp
         kv_bytes = ctx_tokens / q * self.kv_layer_bytes / self.kv_split
         eff_c = self.e.attention_compute if eff_c is None else eff_c
@@ -235,7 +237,7 @@ class CostModel:
         ``t`` while its weight read is fixed, and the attention kernel's FLOPs and KV bytes both grow
         with the attended context, so its roofline is linear in ``ctx``."""
         sh0, _ = self._shares()
-        e, lay, m = self.e, self.lay, self.m
+        e, lay = self.e, self.lay
         tp = lay.tp
 
         def gemm(params):
@@ -244,10 +246,7 @@ class CostModel:
 
         a1, w1 = gemm(self.p_prolog)
         a3, w3 = gemm(self.p_out)
-        if m.attention == "mla":
-            per_pair = 2.0 * m.heads * (2 * m.kv_lora_rank + m.qk_rope_head_dim)
-        else:
-            per_pair = 4.0 * m.heads * m.head_dim
+        per_pair = self.decode_flops_per_pair
         c_flops = per_pair / tp / (self.peak_attn * sh0 * e.attention_compute) * 1e6
         c_bytes = self.kv_layer_bytes / q / self.kv_split / (self.hbm * e.attention_memory) * 1e6
         # TP > 1: an all-reduce of the attention output across the TP dies (ring: 2(tp-1)/tp of it)
