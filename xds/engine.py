@@ -362,7 +362,8 @@ class _Sim:
             rd = np.asarray(inst.rank_dies)
             ranks = int(rd.shape[0]) if rd.ndim >= 1 and rd.size else lay.dp
             tp = int(rd.shape[1]) if rd.ndim == 2 else lay.tp
-            cap_b = int(dec_pool.batch_cap_per_rank or round(dec_pool.spec.batch_per_die * tp))
+            # batch_per_die is the cap per DP rank (see PoolSpec), whatever its TP
+            cap_b = int(dec_pool.batch_cap_per_rank or round(dec_pool.spec.batch_per_die))
             cap_kv = float(dec_pool.kv_tokens_per_rank or 1e18)
             max_steps = int(np.ceil(self.out.max() / tps)) + 2
             horizon = 1 << int(math.ceil(math.log2(max(max_steps, 2))))
