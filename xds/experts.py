@@ -726,10 +726,11 @@ def _swap_search(load: np.ndarray, ids: np.ndarray, nodes: int = 1, max_iter: in
     rank_sum = load.sum(-1)
     rsf = rank_sum.reshape(-1)
     per_layer = rank_sum.reshape(L, nodes * G)              # view: updates show through
-    ars = np.arange(s, dtype=np.int64)
+    l2 = load.reshape(R * G, s)                              # view: one row per rank
     ss = s * s
     lrest = ls[T:][None, :]
     layers = np.arange(L)
+    dev_buf = np.empty(L * npair * ss)
     for _ in range(max_iter):
         if layers.size == 0:
             break
@@ -737,22 +738,24 @@ def _swap_search(load: np.ndarray, ids: np.ndarray, nodes: int = 1, max_iter: in
         active = layers * nodes + per_layer[layers].argmax(axis=1) // G
         A = active.size
         arA = np.arange(A)
-        order = rank_sum[active].argsort(axis=1)
-        base = (active * G)[:, None]
-        hg = base + order[:, hcols]                                # [A, npair] global rank ids
-        lg = base + order[:, ls]
+        og = rank_sum[active].argsort(axis=1)
+        og += (active * G)[:, None]                                # global rank ids, ascending load
+        hg = og[:, hcols]                                          # [A, npair]
+        lg = og[:, ls]
         lh = rsf[hg]
         ll = rsf[lg]
         half = 0.5 * (lh - ll)
-        la = lf[(hg * s)[:, :, None] + ars]                        # [A, npair, s]
-        lb = lf[(lg * s)[:, :, None] + ars]
+        la = l2[hg]                                                # [A, npair, s]
+        lb = l2[lg]
         lb += half[:, :, None]
         # new pair max after swapping a (from hi) and b (from lo) is mid + |a - b - half|
-        dev = la[:, :, :, None] - lb[:, :, None, :]
+        # (a reused buffer: a fresh one of this size is page-faulted in on every step)
+        dev = dev_buf[:A * npair * ss].reshape(A, npair, s, s)
+        np.subtract(la[:, :, :, None], lb[:, :, None, :], out=dev)
         np.abs(dev, out=dev)
         dev = dev.reshape(A * npair, ss)
         bi = dev.argmin(axis=1)
-        new = (0.5 * (lh + ll)).ravel() + dev.min(axis=1)
+        new = (0.5 * (lh + ll)).ravel() + dev.ravel()[np.arange(A * npair) * ss + bi]
         new = new.reshape(A, npair)
         bi = bi.reshape(A, npair)
         good = new < lh * (1 - 1e-12)
