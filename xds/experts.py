@@ -823,94 +823,125 @@ def _node_rows(w: np.ndarray, node_of: np.ndarray, N: int, gs: int, cap: int):
     return ids, present, np.where(present, wl, 0.0)
 
 
+def _set_lower_bound(wn: np.ndarray, c: np.ndarray, ranks: int, nodes: int) -> np.ndarray:
+    """Lower bound on a layer's max rank load for a count set, per layer: a rank carries at least its
+    node's mean, and an expert with c replicas on ``ranks`` ranks puts ceil(c / ranks) of them on one
+    rank. ``wn``/``c`` [L*nodes, X] per node row."""
+    per_rep = np.where(c > 0, wn / np.maximum(c, 1), 0.0) * -(-c // ranks)
+    lb = np.maximum(wn.sum(1) / ranks, per_rep.max(1))
+    return lb.reshape(-1, nodes).max(1)
+
+
 def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     """Node-local policy of :func:`balance` (``N > 1``, ``K % N == 0``). Returns (phy2log [L, P],
     replicas [L, E], rank_load [L, G], balancedness [L], EPLB's balancedness [L]).
 
-    Two candidates per layer: EPLB's exact layout and xds's most promising count set (load-driven group
-    placement or EPLB's, water-filled or rounded counts; chosen per layer by a lower bound), both
-    packed in one LPT call. The local search then runs only on the better of the two per layer (it
-    only ever lowers a layer's max, so the result stays <= EPLB's), and the final rank loads are the
-    sums of the swapped slot loads: no second gather and no re-evaluation of the losing candidate."""
+    EPLB's layout is computed exactly (it is the candidate to beat and is reported). xds's own count
+    sets (load-driven group placement when a node has room for more groups than EPLB gives it,
+    water-filled counts; counts rounded to whole multiples of the node's ranks) are packed only for
+    the layers where their lower bound beats EPLB's, in the same LPT call as EPLB's replicas. The
+    better candidate per layer then goes through the local search, which only ever lowers a layer's
+    max, so the result is never worse than EPLB's."""
     L, E = w.shape
     spg = P // G
     gs = E // K
-    S_node = P // N
-    G_node = G // N
-    cap = S_node // gs
-    prep = _eplb_prepare(w.astype(np.float32), P, K, N, G)
-    mlog2log = prep[0]
-    gw = w.reshape(L, K, gs).sum(-1)
-    # EPLB's equal-count group placement (refilled by our replication) and our load-driven one
-    eplb_node = np.empty((L, K), dtype=np.int64)
-    np.put_along_axis(eplb_node, mlog2log[:, ::gs] // gs,
-                      np.broadcast_to(np.arange(K, dtype=np.int64) // (K // N), (L, K)), 1)
-    # EPLB's replica counts per logical expert (its greedy = our water-filling)
-    eplb_cnt = np.empty((L, E), dtype=np.int64)
-    np.put_along_axis(eplb_cnt, mlog2log, _replica_counts(prep[1], E // N).reshape(L, E), 1)
-    sets = []                                                  # (ids, counts, loads) per row
-    for node_of in (_assign_groups(gw, N, cap), eplb_node):
-        ids, present, wn = _node_rows(w, node_of, N, gs, cap)
-        if node_of is eplb_node:                               # EPLB's own nodes and counts
-            c = np.where(present, np.take_along_axis(np.repeat(eplb_cnt, N, 0), ids, 1), 0)
-        else:
-            c = _waterfill(wn, S_node, present)
-            sets.append((ids, c, wn))
+    gpn = K // N                       # groups per node under EPLB (equal count)
+    S = P // N                         # slots per node
+    Gn = G // N                        # ranks per node
+    En = E // N                        # experts per node under EPLB
+    cap = S // gs                      # groups a node has room for
+    R = L * N
+    w32 = w.astype(np.float32)
+    # --- EPLB, bit-exact: groups to nodes (equal count), greedy replicas per node, LPT per node.
+    gpi, grp = _lpt_pack(w32.reshape(L, K, gs).sum(-1), N)
+    mg2g = np.empty(L * K, dtype=np.int64)             # group at each node-major group position
+    mg2g[(gpi * gpn + grp + (np.arange(L, dtype=np.int64) * K)[:, None]).ravel()] = np.tile(
+        np.arange(K, dtype=np.int64), L)
+    mlog2log = (mg2g[:, None] * gs + np.arange(gs, dtype=np.int64)).reshape(R, En)  # global ids
+    rowE = np.repeat(np.arange(L, dtype=np.int64) * E, N)[:, None]
+    gidx = mlog2log + rowE                              # flat index into w
+    tpm = w32.ravel()[gidx]                             # [R, En] float32, as EPLB computes it
+    cnt, picks = _greedy_replicas(tpm, S)
+    phy = np.concatenate([np.broadcast_to(np.arange(En, dtype=np.int64), (R, En)), picks], axis=1)
+    rowS = np.arange(R, dtype=np.int64)[:, None]
+    phyf = (phy + rowS * En).ravel()
+    item32 = [(tpm / cnt.astype(np.float32)).ravel()[phyf].reshape(R, S)]
+    wn = w.ravel()[gidx]                                # float64 loads of each node row
+    item64 = [(wn / cnt).ravel()[phyf]]
+    item_gid = [mlog2log.ravel()[phyf]]                 # global expert id of each item
+    # --- xds's count sets, per node row: (ids [R, X], counts [R, X], loads [R, X]).
+    sets = []
+    if cap > gpn:
+        ids_a, pres_a, wn_a = _node_rows(w, _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap), N, gs,
+                                         cap)
+        c_a = _waterfill(wn_a, S, pres_a)
+        sets.append((ids_a, c_a, wn_a))
         if spg > 1:
-            cr = _round_to_ranks(wn, c, G_node, present)
-            if not np.array_equal(cr, c):
-                sets.append((ids, cr, wn))
-    ids, c, wn = sets[0]
-    if len(sets) > 1:
-        # Pack only the most promising set per layer: the one with the lowest lower bound on its max
-        # rank load (a rank carries at least the node mean, and an expert with c replicas on G_node
-        # ranks puts ceil(c / G_node) of them on one rank).
-        lbs = []
-        for _, cs, ws in sets:
-            per_rep = np.where(cs > 0, ws / np.maximum(cs, 1), 0.0) * -(-cs // G_node)
-            lb = np.maximum(ws.sum(1) / G_node, per_rep.max(1))
-            lbs.append(lb.reshape(L, N).max(1))
-        choice = np.repeat(np.argmin(np.stack(lbs), axis=0), N)          # per row
-        pick = [choice == k for k in range(1, len(sets))]
-        ids, c, wn = ids.copy(), c.copy(), wn.copy()
-        for m, (ids_k, c_k, w_k) in zip(pick, sets[1:]):
-            ids[m], c[m], wn[m] = ids_k[m], c_k[m], w_k[m]
-    items = _items_from_counts(c)
-    item_w = np.take_along_axis((wn / np.maximum(c, 1)).astype(np.float32), items, 1)
-    R0 = prep[2].shape[0]
-    # One packing call for EPLB's replicas and ours: the run-at-a-time loop is shared.
-    pi, rip = _lpt_pack(np.concatenate([prep[2], item_w]), G_node)
-    eplb = _eplb_finish(prep, pi[:R0], rip[:R0], P, G)
-    ours = np.take_along_axis(ids, _place(pi[R0:], rip[R0:], items, spg), 1).reshape(L, P)
-    # our counts: the set's per-row counts scattered to global expert ids
-    ours_cnt = np.zeros(L * E, dtype=np.int64)
-    rowbase = np.repeat(np.arange(L, dtype=np.int64) * E, N)[:, None]
-    np.add.at(ours_cnt, (ids + rowbase)[c > 0], c[c > 0])
-    ours_cnt = ours_cnt.reshape(L, E)
-    lays = np.stack([eplb, ours])                              # [2, L, P]
-    cnts = np.stack([eplb_cnt, ours_cnt])                      # [2, L, E]
-    per_slot = np.take_along_axis((w / np.maximum(cnts, 1)).reshape(2 * L, E),
-                                  lays.reshape(2 * L, P), 1).reshape(2, L, G, spg)
-    rs = per_slot.sum(-1)                                      # [2, L, G] rank loads
-    pre = _balancedness_from_rank_load(rs.reshape(2 * L, G)).reshape(2, L)
-    eplb_bal = pre[0]
-    best = np.argmin(pre, axis=0)                              # EPLB wins ties
-    ar = np.arange(L)
-    lay, counts, load = lays[best, ar], cnts[best, ar], per_slot[best, ar]
+            sets.append((ids_a, _round_to_ranks(wn_a, c_a, Gn, pres_a), wn_a))
     if spg > 1:
-        # Local search on each layer's better candidate only (rows = layer x node).
-        ld = load.reshape(L * N, G_node, spg)
-        sid = lay.reshape(L * N, G_node, spg)
-        _swap_search(ld, sid, nodes=N)
-    rank_load = load.sum(-1)
+        c_r = _round_to_ranks(wn, cnt, Gn, np.ones_like(cnt, dtype=bool))
+        if not np.array_equal(c_r, cnt):
+            sets.append((mlog2log, c_r, wn))
+    alt_layers = np.zeros(0, dtype=np.int64)
+    if sets:
+        lb_e = _set_lower_bound(wn, cnt, Gn, N)
+        lbs = np.stack([_set_lower_bound(ws, cs, Gn, N) for _, cs, ws in sets])
+        k_best = lbs.argmin(0)
+        alt_layers = np.nonzero(lbs[k_best, np.arange(L)] < lb_e)[0]
+    if alt_layers.size:
+        # Only the layers where one of our sets can beat EPLB are packed a second time.
+        arows = (alt_layers[:, None] * N + np.arange(N)).ravel()
+        kb = np.repeat(k_best[alt_layers], N)
+        X = max(s[0].shape[1] for s in sets)
+        ids_x = np.zeros((arows.size, X), dtype=np.int64)
+        c_x = np.zeros((arows.size, X), dtype=np.int64)
+        w_x = np.zeros((arows.size, X))
+        for k, (ids_k, c_k, w_k) in enumerate(sets):
+            m = kb == k
+            x = ids_k.shape[1]
+            ids_x[m, :x], c_x[m, :x], w_x[m, :x] = ids_k[arows[m]], c_k[arows[m]], w_k[arows[m]]
+        items = _items_from_counts(c_x)                 # [Ra, S] column in the set's row
+        itf = (items + np.arange(arows.size, dtype=np.int64)[:, None] * X).ravel()
+        item32.append((w_x / np.maximum(c_x, 1)).astype(np.float32).ravel()[itf].reshape(-1, S))
+        item64.append((w_x / np.maximum(c_x, 1)).ravel()[itf])
+        item_gid.append(ids_x.ravel()[itf])
+    # One packing call for EPLB's replicas and ours: the run-at-a-time loop is shared.
+    pi, rip = _lpt_pack(np.concatenate(item32) if len(item32) > 1 else item32[0], Gn)
+    Rt = pi.shape[0]
+    i64 = np.concatenate(item64) if len(item64) > 1 else item64[0]
+    gid = np.concatenate(item_gid) if len(item_gid) > 1 else item_gid[0]
+    # slot arrays of every packed row: slot = rank * spg + rank_in_pack
+    dest = (pi * spg + rip + np.arange(Rt, dtype=np.int64)[:, None] * S).ravel()
+    slot_load = np.empty(Rt * S)
+    slot_load[dest] = i64
+    slot_id = np.empty(Rt * S, dtype=np.int64)
+    slot_id[dest] = gid
+    rank_all = slot_load.reshape(Rt * Gn, spg).sum(1)
+    rs_e = rank_all[:R * Gn].reshape(L, G)
+    eplb_bal = _balancedness_from_rank_load(rs_e)
+    rows = np.arange(R, dtype=np.int64)
+    if alt_layers.size:
+        mx_a = rank_all[R * Gn:].reshape(alt_layers.size, G).max(1)
+        win = mx_a < rs_e[alt_layers].max(1)
+        wl = alt_layers[win]
+        rows.reshape(L, N)[wl] = R + (np.nonzero(win)[0][:, None] * N + np.arange(N))
+    sel = (rows[:, None] * S + np.arange(S, dtype=np.int64)).ravel()
+    load = slot_load[sel].reshape(R, Gn, spg)
+    sid = slot_id[sel].reshape(R, Gn, spg)
+    pre_load, pre_sid = load.copy(), sid.copy()
+    if spg > 1:
+        _swap_search(load, sid, nodes=N)        # rows = layer x node; only the max node's row moves
+    rank_load = load.sum(-1).reshape(L, G)
     bal = _balancedness_from_rank_load(rank_load)
     # the search only takes swaps that lower a pair's max, so this is a guard against rounding only
-    worse = bal > pre[best, ar]
+    worse = bal > eplb_bal
     if worse.any():
-        lay[worse], load[worse] = lays[best, ar][worse], per_slot[best, ar][worse]
-        rank_load = load.sum(-1)
+        wr = np.repeat(worse, N)
+        load[wr], sid[wr] = pre_load[wr], pre_sid[wr]
+        rank_load = load.sum(-1).reshape(L, G)
         bal = _balancedness_from_rank_load(rank_load)
-    return lay, counts, rank_load, bal, eplb_bal
+    lay = sid.reshape(L, P)
+    return lay, _replica_counts(lay, E), rank_load, bal, eplb_bal
 
 
 # --------------------------------------------------------------------------------------------------
