@@ -545,32 +545,50 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     Each present expert starts with one replica; its k-th extra replica is taken at key ``w / k`` (in
     ``w``'s dtype, as EPLB divides). Keys of one expert strictly decrease and the picked maximum never
     increases, so greedy takes exactly the ``S - n_present`` largest (key desc, expert asc) pairs, in
-    that order. The last picked key is >= the final max per-replica load >= total / S (water level),
-    so only pairs with ``k <= w / level + 1`` of experts above the level can be picked: at most ~S
-    candidates per row, one int64 sort for all rows. Rows where that bound does not hold (all-zero
+    that order. The last picked key is >= the water level total / S and >= the (S - n_present)-th
+    largest load (the first extra replicas alone offer that many keys), so only pairs with
+    ``k <= w / level + 1`` of experts above the level can be picked: a few more than the redundant
+    slots per row, one int64 sort for all rows. Rows where that bound does not hold (all-zero
     loads) use the loop. Returns counts int64 [R, E] (0 for absent experts) and picks int64
     [R, max extra] (-1 padded) in greedy order; bit-identical to the loop."""
     R, E = w.shape
+    w64 = w.astype(np.float64)
     if present is None:
         present = np.ones((R, E), dtype=bool)
-    w64 = w.astype(np.float64)
-    red = S - present.sum(1)
-    tot = np.where(present, w64, 0.0).sum(1)
-    level = tot / S * (1 - 1e-6)                 # margin covers float32 rounding of the keys
+        red = np.full(R, S - E, dtype=np.int64)
+        wp = w64
+    else:
+        red = S - present.sum(1)
+        wp = np.where(present, w64, 0.0)
+    tot = wp.sum(1)
+    # Two lower bounds on the last picked key: the water level total / S, and the red-th largest
+    # first-extra key w_e / 1 (the red largest keys include at least that one). The second is far
+    # tighter when there are few redundant slots per row, so few candidates are generated.
+    level = tot / S
+    r0 = int(red.max()) if R else 0
+    if 0 < r0 <= E:
+        if (red == r0).all():
+            kth = np.partition(np.where(present, w64, -1.0), E - r0, axis=1)[:, E - r0]
+        else:
+            srt = np.sort(np.where(present, w64, -1.0), axis=1)
+            kth = np.where((red >= 1) & (red <= present.sum(1)),
+                           srt[np.arange(R), np.clip(E - red, 0, E - 1)], 0.0)
+        level = np.maximum(level, kth)
+    level *= 1 - 1e-6                            # margin covers float32 rounding of the keys
     good = level > 0
     safe = np.where(good, level, 1.0)[:, None]
-    hot = present & good[:, None] & (w64 >= safe)
-    kc = np.where(hot, np.minimum(np.floor(w64 / safe) + 1, red[:, None]), 0).astype(np.int64)
+    hot = np.flatnonzero(present & good[:, None] & (w64 >= safe))
+    hrow = hot // E
+    kc = np.minimum(np.floor(w64.ravel()[hot] / safe.ravel()[hrow]) + 1, red[hrow]).astype(np.int64)
     eb = max(int(E - 1).bit_length(), 1)
     rb = max(int(R - 1).bit_length(), 1)
     counts = present.astype(np.int64)
-    picks = np.full((R, max(int(red.max()), 0)), -1, dtype=np.int64)
-    fk = kc.ravel()
-    total = int(fk.sum())
+    picks = np.full((R, max(r0, 0)), -1, dtype=np.int64)
+    total = int(kc.sum())
     if total and rb + 31 + eb <= 63:
-        src = np.repeat(np.arange(R * E, dtype=np.int64), fk)
-        start = np.cumsum(fk) - fk
-        k = np.arange(total, dtype=np.int64) - np.repeat(start, fk) + 1
+        src = np.repeat(hot, kc)
+        start = np.cumsum(kc) - kc
+        k = np.arange(total, dtype=np.int64) - np.repeat(start, kc) + 1
         key = (w.ravel()[src] / k.astype(w.dtype)).astype(np.float32)
         row = src // E
         comp = ((row << (31 + eb)) | ((np.int64(0x7FFFFFFF) - key.view(np.int32).astype(np.int64)) << eb)
@@ -581,8 +599,9 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
         per_row = np.bincount(rs, minlength=R)
         pos = np.arange(total, dtype=np.int64) - (np.cumsum(per_row) - per_row)[rs]
         take = pos < red[rs]
-        counts += np.bincount(rs[take] * E + es[take], minlength=R * E).reshape(R, E)
-        picks[rs[take], pos[take]] = es[take]
+        rt, et = rs[take], es[take]
+        counts += np.bincount(rt * E + et, minlength=R * E).reshape(R, E)
+        picks[rt, pos[take]] = et
         good &= per_row >= red
     else:
         good &= red <= 0
