@@ -461,9 +461,17 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
     s1 = cb + sh
     order = _argsort_desc(weight)
     width = n + G                                            # padded: a run may look past the end
+    rowoff = np.arange(R, dtype=np.int64) * width
+    dest = (order + (np.arange(R, dtype=np.int64) * n)[:, None]).ravel()   # flat item of each rank
     sw = np.zeros((R, width), dtype=np.float32)
-    sw[:, :n] = np.take_along_axis(weight, order, 1)
+    sw[:, :n] = weight.ravel()[dest].reshape(R, n)
     sw = sw.ravel()
+    # Overlapping G-wide windows starting at every item: row r's next G items are window base[r],
+    # so one row gather (or scatter) replaces an index computation plus an element gather.
+    sw_win = np.lib.stride_tricks.as_strided(sw, shape=(R * width - G + 1, G), strides=(4, 4),
+                                             writeable=False)
+    chosen = np.zeros(R * width, dtype=np.int64)             # pack | count, in sorted-item order
+    ch_win = np.lib.stride_tricks.as_strided(chosen, shape=(R * width - G + 1, G), strides=(8, 8))
     ar = np.arange(G, dtype=np.int64)
     col = np.tile(ar, R)
     shifts = []
@@ -472,49 +480,43 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
         shifts.append((k, col[k:] >= k))                     # do not mix rows
         k *= 2
     key = np.broadcast_to(ar << cb, (R, G)).copy()           # weight 0, pack i, 0 items
-    chosen = np.empty(R * width, dtype=np.int64)             # in sorted-item order
-    rip = np.empty(R * width, dtype=np.int64)
-    base = np.arange(R, dtype=np.int64) * width              # flat position of each row's next item
+    base = rowoff.copy()                                     # flat position of each row's next item
     left = np.full(R, n, dtype=np.int64)
-    pmask = np.int64((1 << sh) - 1)
+    lowmask = np.int64((1 << s1) - 1)
     cmask = np.int64((1 << cb) - 1)
     inf = np.float32(np.inf)
     ok = np.zeros(R * G, dtype=bool)
+    okr = ok.reshape(R, G)
     while True:
         key.sort(axis=1)                                     # open packs by (weight, index)
-        pi = (key >> cb) & pmask
-        cp = key & cmask
+        low = key & lowmask                                  # pack index | item count
         Ws = (key >> s1).astype(np.int32).view(np.float32)
-        pos = base[:, None] + ar
-        x = sw[pos]
         # weight of the i-th pack after taking item i; a pack that fills up stops competing
-        upd = Ws + x
-        np.copyto(upd, inf, where=cp >= per - 1)
+        upd = Ws + sw_win[base]
+        np.copyto(upd, inf, where=(low & cmask) >= per - 1)
         M = upd.ravel().copy()
         for k, m in shifts:
             np.copyto(M[k:], np.minimum(M[k:], M[:-k]), where=m)
         # the run goes on to pack i+1 while it is lighter than every pack updated before it
         np.less(Ws.ravel()[1:], M[:-1], out=ok[:-1])
-        okr = ok.reshape(R, G)
         okr[:, -1] = False
         run = okr.argmin(axis=1) + 1
         np.minimum(run, left, out=run)
         valid = ar < run[:, None]
-        key = ((np.where(valid, upd, Ws).view(np.int32).astype(np.int64) << s1) | (pi << cb)
-               | (cp + valid))
+        key = (np.where(valid, upd, Ws).view(np.int32).astype(np.int64) << s1) | low
+        key += valid
         # items past the run are written too and overwritten when they are placed later
-        chosen[pos] = pi
-        rip[pos] = cp
+        ch_win[base] = low
         base += run
         left -= run
         if not left.any():
             break
     # scatter back to item order with flat indices (put_along_axis is several times slower here)
-    dest = (order + (np.arange(R, dtype=np.int64) * n)[:, None]).ravel()
+    got = chosen.reshape(R, width)[:, :n].ravel()
     pack_index = np.empty(R * n, dtype=np.int64)
     rank_in_pack = np.empty(R * n, dtype=np.int64)
-    pack_index[dest] = chosen.reshape(R, width)[:, :n].ravel()
-    rank_in_pack[dest] = rip.reshape(R, width)[:, :n].ravel()
+    pack_index[dest] = got >> cb
+    rank_in_pack[dest] = got & cmask
     return pack_index.reshape(R, n), rank_in_pack.reshape(R, n)
 
 
