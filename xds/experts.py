@@ -732,11 +732,15 @@ def _swap_search(load: np.ndarray, ids: np.ndarray, nodes: int = 1, max_iter: in
     R, G, s = load.shape
     if G < 2:
         return
-    # Flat views and flat indices: several times cheaper per step than 2-D/3-D fancy indexing.
-    lf = load.reshape(-1)
     idf = ids.reshape(-1)
-    if not (np.shares_memory(lf, load) and np.shares_memory(idf, ids)):
-        raise ValueError("_swap_search needs C-contiguous arrays (it works in place)")
+    if not np.shares_memory(idf, ids):
+        raise ValueError("_swap_search needs a C-contiguous ids array (it works in place)")
+    RG = R * G
+    # Slot-major copy of the loads, [s, R*G]: the candidate pairs' items gather into [s, pairs]
+    # blocks, so the s x s difference table is computed with the pairs as the long inner axis
+    # (about twice as fast as s-long inner loops). Written back to ``load`` at the end.
+    lT = np.ascontiguousarray(load.reshape(RG, s).T)
+    lTf = lT.reshape(-1)
     T = min(pairs, G // 2)
     L = R // nodes
     # pair list: (0, j) for the max rank with every low rank, then (i, i) for the next high ranks
@@ -747,39 +751,35 @@ def _swap_search(load: np.ndarray, ids: np.ndarray, nodes: int = 1, max_iter: in
     rank_sum = load.sum(-1)
     rsf = rank_sum.reshape(-1)
     per_layer = rank_sum.reshape(L, nodes * G)              # view: updates show through
-    l2 = load.reshape(R * G, s)                              # view: one row per rank
     ss = s * s
     lrest = ls[T:][None, :]
     layers = np.arange(L)
-    dev_buf = np.empty(L * npair * ss)
+    dev_buf = np.empty(L * npair * ss)       # reused: a fresh one is page-faulted in on every step
     for _ in range(max_iter):
         if layers.size == 0:
             break
         # the row (node) holding each still-improving layer's max rank load
         active = layers * nodes + per_layer[layers].argmax(axis=1) // G
         A = active.size
+        M = A * npair
         arA = np.arange(A)
         og = rank_sum[active].argsort(axis=1)
         og += (active * G)[:, None]                                # global rank ids, ascending load
-        hg = og[:, hcols]                                          # [A, npair]
-        lg = og[:, ls]
+        hg = og[:, hcols].ravel()                                  # [M] (layer-major pairs)
+        lg = og[:, ls].ravel()
         lh = rsf[hg]
         ll = rsf[lg]
         half = 0.5 * (lh - ll)
-        la = l2[hg]                                                # [A, npair, s]
-        lb = l2[lg]
-        lb += half[:, :, None]
+        la = lT[:, hg]                                             # [s, M]
+        lb = lT[:, lg]
+        lb += half
         # new pair max after swapping a (from hi) and b (from lo) is mid + |a - b - half|
-        # (a reused buffer: a fresh one of this size is page-faulted in on every step)
-        dev = dev_buf[:A * npair * ss].reshape(A, npair, s, s)
-        np.subtract(la[:, :, :, None], lb[:, :, None, :], out=dev)
+        dev = dev_buf[:ss * M].reshape(s, s, M)
+        np.subtract(la[:, None, :], lb[None, :, :], out=dev)
         np.abs(dev, out=dev)
-        dev = dev.reshape(A * npair, ss)
-        bi = dev.argmin(axis=1)
-        new = (0.5 * (lh + ll)).ravel() + dev.ravel()[np.arange(A * npair) * ss + bi]
-        new = new.reshape(A, npair)
-        bi = bi.reshape(A, npair)
-        good = new < lh * (1 - 1e-12)
+        dev = dev.reshape(ss, M)
+        new = (0.5 * (lh + ll) + np.minimum.reduce(dev, axis=0)).reshape(A, npair)
+        good = new < (lh * (1 - 1e-12)).reshape(A, npair)
         # the max rank takes its best partner; a high rank whose partner it took sits this step out
         top = np.where(good[:, :T], new[:, :T], np.inf)
         j = top.argmin(axis=1)
@@ -788,17 +788,21 @@ def _swap_search(load: np.ndarray, ids: np.ndarray, nodes: int = 1, max_iter: in
         use[arA, j] = top_ok
         use[:, T:] = good[:, T:] & (lrest != np.where(top_ok, j, -1)[:, None])
         layers = layers[top_ok]                               # the others cannot lower their max
-        rh = hg[use]
-        rl = lg[use]
-        b = bi[use]
-        pa = rh * s + b // s
-        pb = rl * s + b % s
-        va, vb = lf[pa], lf[pb]
+        m = np.flatnonzero(use)
+        b = dev[:, m].argmin(axis=0)                          # best (a, b) of the pairs that swap
+        rh = hg[m]
+        rl = lg[m]
+        ia = b // s
+        ib = b - ia * s
+        ta, tb = ia * RG + rh, ib * RG + rl
+        va, vb = lTf[ta], lTf[tb]
+        lTf[ta], lTf[tb] = vb, va
+        pa, pb = rh * s + ia, rl * s + ib
         xa, xb = idf[pa], idf[pb]
-        lf[pa], lf[pb] = vb, va
         idf[pa], idf[pb] = xb, xa
         rsf[rh] += vb - va
         rsf[rl] += va - vb
+    load[...] = lT.T.reshape(R, G, s)
 
 
 def _assign_groups(gw: np.ndarray, N: int, cap: int) -> np.ndarray:
