@@ -717,30 +717,30 @@ def _place(pack_index: np.ndarray, rank_in_pack: np.ndarray, items: np.ndarray, 
     return out
 
 
-def _swap_search(load: np.ndarray, ids: np.ndarray, nodes: int = 1, max_iter: int = MAX_SWAP_ITERS,
-                 pairs: int = 4) -> None:
-    """Pairwise-swap local search, in place. ``load``/``ids`` [R, G, s]: item load and item id per slot
-    of each rank; rows are ``R / nodes`` layers x ``nodes`` (the node rows of a layer are consecutive,
-    swaps stay inside a row).
+def _swap_search(lT: np.ndarray, idT: np.ndarray, G: int, nodes: int = 1,
+                 max_iter: int = MAX_SWAP_ITERS, pairs: int = 4, rank_sum: np.ndarray | None = None
+                 ) -> None:
+    """Pairwise-swap local search, in place, on slot-major arrays: ``lT``/``idT`` [s, R*G] hold the
+    item load / item id in slot k of global rank g (rank g = row * G + rank in row); rows are
+    ``R / nodes`` layers x ``nodes`` (the node rows of a layer are consecutive, swaps stay inside a
+    row). Slot-major so the candidate pairs' items gather into [s, pairs] blocks and the s x s
+    difference table has the pairs as its long inner axis.
 
     Only the layer's maximum matters, so per step only the row holding the layer's max rank load
     works: the most-loaded rank tries its best swap with each of the ``pairs`` least-loaded ranks, and
     at the same time the 2nd..``pairs``-th most-loaded ranks each try the matching least-loaded one
     (disjoint rank pairs, so all the swaps apply at once). A swap is taken only when it lowers the
     larger load of its pair, so no step raises a layer's max; a layer stops when its max rank finds
-    no improving swap. Vectorized over rows."""
-    R, G, s = load.shape
-    if G < 2:
+    no improving swap. Vectorized over rows. ``rank_sum`` [R*G] (default ``lT.sum(0)``) is the
+    starting load per rank; the caller may pass it summed in another order."""
+    s, RG = lT.shape
+    R = RG // G
+    if G < 2 or s < 1:
         return
-    idf = ids.reshape(-1)
-    if not np.shares_memory(idf, ids):
-        raise ValueError("_swap_search needs a C-contiguous ids array (it works in place)")
-    RG = R * G
-    # Slot-major copy of the loads, [s, R*G]: the candidate pairs' items gather into [s, pairs]
-    # blocks, so the s x s difference table is computed with the pairs as the long inner axis
-    # (about twice as fast as s-long inner loops). Written back to ``load`` at the end.
-    lT = np.ascontiguousarray(load.reshape(RG, s).T)
     lTf = lT.reshape(-1)
+    idf = idT.reshape(-1)
+    if not (np.shares_memory(lTf, lT) and np.shares_memory(idf, idT)):
+        raise ValueError("_swap_search needs C-contiguous arrays (it works in place)")
     T = min(pairs, G // 2)
     L = R // nodes
     # pair list: (0, j) for the max rank with every low rank, then (i, i) for the next high ranks
@@ -748,7 +748,7 @@ def _swap_search(load: np.ndarray, ids: np.ndarray, nodes: int = 1, max_iter: in
     ls = np.array(list(range(T)) + list(range(1, T)), dtype=np.int64)
     hcols = G - 1 - hs
     npair = hs.size
-    rank_sum = load.sum(-1)
+    rank_sum = (lT.sum(0) if rank_sum is None else np.array(rank_sum, dtype=np.float64)).reshape(R, G)
     rsf = rank_sum.reshape(-1)
     per_layer = rank_sum.reshape(L, nodes * G)              # view: updates show through
     ss = s * s
@@ -770,8 +770,8 @@ def _swap_search(load: np.ndarray, ids: np.ndarray, nodes: int = 1, max_iter: in
         lh = rsf[hg]
         ll = rsf[lg]
         half = 0.5 * (lh - ll)
-        la = lT[:, hg]                                             # [s, M]
-        lb = lT[:, lg]
+        la = np.take(lT, hg, axis=1)                               # [s, M], C-ordered
+        lb = np.take(lT, lg, axis=1)
         lb += half
         # new pair max after swapping a (from hi) and b (from lo) is mid + |a - b - half|
         dev = dev_buf[:ss * M].reshape(s, s, M)
@@ -797,12 +797,10 @@ def _swap_search(load: np.ndarray, ids: np.ndarray, nodes: int = 1, max_iter: in
         ta, tb = ia * RG + rh, ib * RG + rl
         va, vb = lTf[ta], lTf[tb]
         lTf[ta], lTf[tb] = vb, va
-        pa, pb = rh * s + ia, rl * s + ib
-        xa, xb = idf[pa], idf[pb]
-        idf[pa], idf[pb] = xb, xa
+        xa, xb = idf[ta], idf[tb]
+        idf[ta], idf[tb] = xb, xa
         rsf[rh] += vb - va
         rsf[rl] += va - vb
-    load[...] = lT.T.reshape(R, G, s)
 
 
 def _assign_groups(gw: np.ndarray, N: int, cap: int) -> np.ndarray:
@@ -935,37 +933,45 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     Rt = pi.shape[0]
     i64 = np.concatenate(item64) if len(item64) > 1 else item64[0]
     gid = np.concatenate(item_gid) if len(item_gid) > 1 else item_gid[0]
-    # slot arrays of every packed row: slot = rank * spg + rank_in_pack
-    dest = (pi * spg + rip + np.arange(Rt, dtype=np.int64)[:, None] * S).ravel()
+    # Slot-major arrays of every packed row ([spg, rows * Gn], see _swap_search): rank g of the
+    # packed rows holds item i in slot rank_in_pack.
+    dest = (rip * (Rt * Gn) + pi + np.arange(Rt, dtype=np.int64)[:, None] * Gn).ravel()
     slot_load = np.empty(Rt * S)
     slot_load[dest] = i64
     slot_id = np.empty(Rt * S, dtype=np.int64)
     slot_id[dest] = gid
-    rank_all = slot_load.reshape(Rt * Gn, spg).sum(1)
+    slot_load = slot_load.reshape(spg, Rt * Gn)
+    slot_id = slot_id.reshape(spg, Rt * Gn)
+    rank_all = slot_load.sum(0)
     rs_e = rank_all[:R * Gn].reshape(L, G)
-    eplb_bal = _balancedness_from_rank_load(rs_e)
-    rows = np.arange(R, dtype=np.int64)
+    mx_e = rs_e.max(1)
+    # one mean for both layouts (the same total, summed in another order) so that balancedness
+    # compares exactly like the max rank loads do
+    mean = rs_e.mean(1)
+    safe = np.where(mean > 0, mean, 1.0)
+    eplb_bal = np.where(mean > 0, mx_e / safe, 1.0)
     if alt_layers.size:
+        rows = np.arange(R, dtype=np.int64)
         mx_a = rank_all[R * Gn:].reshape(alt_layers.size, G).max(1)
-        win = mx_a < rs_e[alt_layers].max(1)
-        wl = alt_layers[win]
-        rows.reshape(L, N)[wl] = R + (np.nonzero(win)[0][:, None] * N + np.arange(N))
-    sel = (rows[:, None] * S + np.arange(S, dtype=np.int64)).ravel()
-    load = slot_load[sel].reshape(R, Gn, spg)
-    sid = slot_id[sel].reshape(R, Gn, spg)
-    pre_load, pre_sid = load.copy(), sid.copy()
+        win = mx_a < mx_e[alt_layers]
+        rows.reshape(L, N)[alt_layers[win]] = R + (np.nonzero(win)[0][:, None] * N + np.arange(N))
+        cols = (rows[:, None] * Gn + np.arange(Gn, dtype=np.int64)).ravel()
+        load, sid = np.take(slot_load, cols, axis=1), np.take(slot_id, cols, axis=1)
+    else:
+        load, sid = slot_load, slot_id                 # EPLB's rows only: search in place
     if spg > 1:
-        _swap_search(load, sid, nodes=N)        # rows = layer x node; only the max node's row moves
-    rank_load = load.sum(-1).reshape(L, G)
-    bal = _balancedness_from_rank_load(rank_load)
-    # the search only takes swaps that lower a pair's max, so this is a guard against rounding only
-    worse = bal > eplb_bal
+        _swap_search(load, sid, Gn, nodes=N)   # rows = layer x node; only the max node's row moves
+    rank_load = load.sum(0).reshape(L, G)
+    # the search only takes swaps that lower a pair's max, so this is a guard against rounding only:
+    # such a layer gets EPLB's layout back
+    worse = rank_load.max(1) > mx_e
     if worse.any():
-        wr = np.repeat(worse, N)
-        load[wr], sid[wr] = pre_load[wr], pre_sid[wr]
-        rank_load = load.sum(-1).reshape(L, G)
-        bal = _balancedness_from_rank_load(rank_load)
-    lay = sid.reshape(L, P)
+        col, k = dest % (Rt * Gn), dest // (Rt * Gn)   # packed rank and slot of every item
+        keep = (col < R * Gn) & worse[np.minimum(col // G, L - 1)]   # EPLB's items of those layers
+        load[k[keep], col[keep]], sid[k[keep], col[keep]] = i64[keep], gid[keep]
+        rank_load = load.sum(0).reshape(L, G)
+    bal = np.where(mean > 0, rank_load.max(1) / safe, 1.0)
+    lay = np.ascontiguousarray(sid.T).reshape(L, P)
     return lay, _replica_counts(lay, E), rank_load, bal, eplb_bal
 
 
@@ -1036,10 +1042,11 @@ def balance(loads: Any, slots: int, ranks: int, *, nodes: int = 1, groups: int =
     cnt = _replica_counts(flat, E)
     if spg > 1:
         item_load = np.take_along_axis(wt / np.maximum(cnt, 1), flat, 1)
-        ld = item_load.reshape(C * L, G, spg)
-        ids = flat.reshape(C * L, G, spg).copy()
-        _swap_search(ld, ids, nodes=1)
-        flat = ids.reshape(C * L, P)
+        lT = np.ascontiguousarray(item_load.reshape(C * L * G, spg).T)
+        idT = np.ascontiguousarray(flat.reshape(C * L * G, spg).T)
+        # rank sums in row-major order, as the layouts are evaluated (ties break the same way)
+        _swap_search(lT, idT, G, nodes=1, rank_sum=item_load.reshape(-1, spg).sum(1))
+        flat = idT.T.reshape(C * L, P)
     rl = _rank_load(flat, wt, cnt, G)
     bal = _balancedness_from_rank_load(rl).reshape(C, L)
     best = np.argmin(bal, axis=0)                             # first (EPLB-based) wins ties
