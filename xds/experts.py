@@ -892,39 +892,54 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     wn = w.ravel()[gidx]                                # float64 loads of each node row
     item64 = [(wn / cnt).ravel()[phyf]]
     item_gid = [mlog2log.ravel()[phyf]]                 # global expert id of each item
-    # --- xds's count sets, per node row: (ids [R, X], counts [R, X], loads [R, X]).
+    # --- xds's count sets, each for some layers: (layers [La], ids, counts, loads [La*N, X]).
+    nodes_ar = np.arange(N, dtype=np.int64)
     sets = []
     if cap > gpn:
+        # a node has room for more groups than EPLB gives it: place groups by load
         ids_a, pres_a, wn_a = _node_rows(w, _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap), N, gs,
                                          cap)
         c_a = _waterfill(wn_a, S, pres_a)
-        sets.append((ids_a, c_a, wn_a))
+        sets.append((np.arange(L), ids_a, c_a, wn_a))
         if spg > 1:
-            sets.append((ids_a, _round_to_ranks(wn_a, c_a, Gn, pres_a), wn_a))
+            sets.append((np.arange(L), ids_a, _round_to_ranks(wn_a, c_a, Gn, pres_a), wn_a))
     if spg > 1:
-        c_r = _round_to_ranks(wn, cnt, Gn, np.ones_like(cnt, dtype=bool))
-        if not np.array_equal(c_r, cnt):
-            sets.append((mlog2log, c_r, wn))
+        # layers where EPLB stacks two replicas of a hot expert on one rank
+        lo = np.flatnonzero(((cnt > Gn) & (cnt % Gn != 0)).reshape(L, -1).any(1))
+        if lo.size:
+            r = (lo[:, None] * N + nodes_ar).ravel()
+            sets.append((lo, mlog2log[r], _round_to_ranks(wn[r], cnt[r], Gn, np.ones((r.size, En), bool)),
+                         wn[r]))
     alt_layers = np.zeros(0, dtype=np.int64)
     if sets:
-        lb_e = _set_lower_bound(wn, cnt, Gn, N)
-        lbs = np.stack([_set_lower_bound(ws, cs, Gn, N) for _, cs, ws in sets])
-        k_best = lbs.argmin(0)
-        alt_layers = np.nonzero(lbs[k_best, np.arange(L)] < lb_e)[0]
+        # Per layer, the set with the lowest lower bound, if that beats EPLB's (first set wins ties).
+        best_lb = np.full(L, np.inf)
+        lk = np.unique(np.concatenate([s[0] for s in sets]))
+        r = (lk[:, None] * N + nodes_ar).ravel()
+        best_lb[lk] = _set_lower_bound(wn[r], cnt[r], Gn, N)
+        best_k = np.full(L, -1)
+        for k, (lk, _, ck, wk) in enumerate(sets):
+            lbk = _set_lower_bound(wk, ck, Gn, N)
+            b = lbk < best_lb[lk]
+            best_lb[lk[b]] = lbk[b]
+            best_k[lk[b]] = k
+        alt_layers = np.flatnonzero(best_k >= 0)
     if alt_layers.size:
         # Only the layers where one of our sets can beat EPLB are packed a second time.
-        arows = (alt_layers[:, None] * N + np.arange(N)).ravel()
-        kb = np.repeat(k_best[alt_layers], N)
-        X = max(s[0].shape[1] for s in sets)
-        ids_x = np.zeros((arows.size, X), dtype=np.int64)
-        c_x = np.zeros((arows.size, X), dtype=np.int64)
-        w_x = np.zeros((arows.size, X))
-        for k, (ids_k, c_k, w_k) in enumerate(sets):
-            m = kb == k
-            x = ids_k.shape[1]
-            ids_x[m, :x], c_x[m, :x], w_x[m, :x] = ids_k[arows[m]], c_k[arows[m]], w_k[arows[m]]
+        Ra = alt_layers.size * N
+        X = max(s[1].shape[1] for s in sets)
+        ids_x = np.zeros((Ra, X), dtype=np.int64)
+        c_x = np.zeros((Ra, X), dtype=np.int64)
+        w_x = np.zeros((Ra, X))
+        for k, (lk, ids_k, c_k, w_k) in enumerate(sets):
+            sel = np.flatnonzero(best_k[alt_layers] == k)          # positions among the alt layers
+            if sel.size:
+                src_r = (np.searchsorted(lk, alt_layers[sel])[:, None] * N + nodes_ar).ravel()
+                dst_r = (sel[:, None] * N + nodes_ar).ravel()
+                x = ids_k.shape[1]
+                ids_x[dst_r, :x], c_x[dst_r, :x], w_x[dst_r, :x] = ids_k[src_r], c_k[src_r], w_k[src_r]
         items = _items_from_counts(c_x)                 # [Ra, S] column in the set's row
-        itf = (items + np.arange(arows.size, dtype=np.int64)[:, None] * X).ravel()
+        itf = (items + np.arange(Ra, dtype=np.int64)[:, None] * X).ravel()
         item32.append((w_x / np.maximum(c_x, 1)).astype(np.float32).ravel()[itf].reshape(-1, S))
         item64.append((w_x / np.maximum(c_x, 1)).ravel()[itf])
         item_gid.append(ids_x.ravel()[itf])
