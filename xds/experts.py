@@ -752,46 +752,44 @@ def _swap_search(lT: np.ndarray, idT: np.ndarray, G: int, nodes: int = 1,
     rsf = rank_sum.reshape(-1)
     per_layer = rank_sum.reshape(L, nodes * G)              # view: updates show through
     ss = s * s
-    lrest = ls[T:][None, :]
+    lrest = ls[T:][:, None]
+    pc = np.concatenate([hcols, ls])          # columns of the ascending rank order: hi ranks, lo ranks
     layers = np.arange(L)
     dev_buf = np.empty(L * npair * ss)       # reused: a fresh one is page-faulted in on every step
     for _ in range(max_iter):
         if layers.size == 0:
             break
         # the row (node) holding each still-improving layer's max rank load
-        active = layers * nodes + per_layer[layers].argmax(axis=1) // G
+        active = layers if nodes == 1 else layers * nodes + per_layer[layers].argmax(axis=1) // G
         A = active.size
         M = A * npair
         arA = np.arange(A)
         og = rank_sum[active].argsort(axis=1)
         og += (active * G)[:, None]                                # global rank ids, ascending load
-        hg = og[:, hcols].ravel()                                  # [M] (layer-major pairs)
-        lg = og[:, ls].ravel()
-        lh = rsf[hg]
-        ll = rsf[lg]
+        hl = og.T[pc].reshape(2, M)              # hi / lo rank of each pair, pair-major (p * A + a)
+        lh, ll = rsf[hl]
         half = 0.5 * (lh - ll)
-        la = np.take(lT, hg, axis=1)                               # [s, M], C-ordered
-        lb = np.take(lT, lg, axis=1)
+        x = np.take(lT, hl.ravel(), axis=1)                        # [s, 2M], C-ordered
+        la, lb = x[:, :M], x[:, M:]
         lb += half
         # new pair max after swapping a (from hi) and b (from lo) is mid + |a - b - half|
         dev = dev_buf[:ss * M].reshape(s, s, M)
         np.subtract(la[:, None, :], lb[None, :, :], out=dev)
         np.abs(dev, out=dev)
         dev = dev.reshape(ss, M)
-        new = (0.5 * (lh + ll) + np.minimum.reduce(dev, axis=0)).reshape(A, npair)
-        good = new < (lh * (1 - 1e-12)).reshape(A, npair)
+        new = (0.5 * (lh + ll) + np.minimum.reduce(dev, axis=0)).reshape(npair, A)
+        good = new < (lh * (1 - 1e-12)).reshape(npair, A)
         # the max rank takes its best partner; a high rank whose partner it took sits this step out
-        top = np.where(good[:, :T], new[:, :T], np.inf)
-        j = top.argmin(axis=1)
-        top_ok = good[arA, j]
-        use = np.zeros((A, npair), dtype=bool)
-        use[arA, j] = top_ok
-        use[:, T:] = good[:, T:] & (lrest != np.where(top_ok, j, -1)[:, None])
+        j = np.where(good[:T], new[:T], np.inf).argmin(axis=0)
+        top_ok = good[j, arA]
+        use = np.zeros((npair, A), dtype=bool)
+        use[j, arA] = top_ok
+        use[T:] = good[T:] & (lrest != np.where(top_ok, j, -1))
         layers = layers[top_ok]                               # the others cannot lower their max
         m = np.flatnonzero(use)
         b = dev[:, m].argmin(axis=0)                          # best (a, b) of the pairs that swap
-        rh = hg[m]
-        rl = lg[m]
+        rh = hl[0, m]
+        rl = hl[1, m]
         ia = b // s
         ib = b - ia * s
         ta, tb = ia * RG + rh, ib * RG + rl
