@@ -912,7 +912,10 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     if sets:
         # Per layer, the set with the lowest lower bound, if that beats EPLB's (first set wins ties).
         best_lb = np.full(L, np.inf)
-        lk = np.unique(np.concatenate([s[0] for s in sets]))
+        covered = np.zeros(L, dtype=bool)
+        for s_ in sets:
+            covered[s_[0]] = True
+        lk = np.flatnonzero(covered)
         r = (lk[:, None] * N + nodes_ar).ravel()
         best_lb[lk] = _set_lower_bound(wn[r], cnt[r], Gn, N)
         best_k = np.full(L, -1)
