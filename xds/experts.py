@@ -487,6 +487,14 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
     inf = np.float32(np.inf)
     ok = np.zeros(R * G, dtype=bool)
     okr = ok.reshape(R, G)
+    head = sw.reshape(R, width)[:, :G]
+    if (head[:, G - 2] > 0).all():
+        # First run in closed form: all packs are empty (equal, by index), so items 0..G-1 go to
+        # packs 0..G-1 as long as items 0..G-2 are positive (the loop would find the same run).
+        key = ((head + np.float32(0.0)).view(np.int32).astype(np.int64) << s1) | (ar << cb) | 1
+        ch_win[base] = ar << cb
+        base += G
+        left -= G
     while True:
         key.sort(axis=1)                                     # open packs by (weight, index)
         low = key & lowmask                                  # pack index | item count
