@@ -898,7 +898,8 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     wn = w.ravel()[gidx]                                # float64 loads of each node row
     item64 = [(wn / cnt).ravel()[phyf]]
     item_gid = [mlog2log.ravel()[phyf]]                 # global expert id of each item
-    # --- xds's count sets, each for some layers: (layers [La], ids, counts, loads [La*N, X]).
+    # --- xds's count sets, each for some layers: (layers [La], ids, counts, loads [La*N, X], rows
+    # that differ from EPLB's [La*N] bool; only those are packed again).
     nodes_ar = np.arange(N, dtype=np.int64)
     sets = []
     if cap > gpn:
@@ -906,16 +907,18 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         ids_a, pres_a, wn_a = _node_rows(w, _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap), N, gs,
                                          cap)
         c_a = _waterfill(wn_a, S, pres_a)
-        sets.append((np.arange(L), ids_a, c_a, wn_a))
+        every = np.ones(R, dtype=bool)
+        sets.append((np.arange(L), ids_a, c_a, wn_a, every))
         if spg > 1:
-            sets.append((np.arange(L), ids_a, _round_to_ranks(wn_a, c_a, Gn, pres_a), wn_a))
+            sets.append((np.arange(L), ids_a, _round_to_ranks(wn_a, c_a, Gn, pres_a), wn_a, every))
     if spg > 1:
         # layers where EPLB stacks two replicas of a hot expert on one rank
-        lo = np.flatnonzero(((cnt > Gn) & (cnt % Gn != 0)).reshape(L, -1).any(1))
+        stack_row = ((cnt > Gn) & (cnt % Gn != 0)).any(1)
+        lo = np.flatnonzero(stack_row.reshape(L, N).any(1))
         if lo.size:
             r = (lo[:, None] * N + nodes_ar).ravel()
             sets.append((lo, mlog2log[r], _round_to_ranks(wn[r], cnt[r], Gn, np.ones((r.size, En), bool)),
-                         wn[r]))
+                         wn[r], stack_row[r]))
     alt_layers = np.zeros(0, dtype=np.int64)
     if sets:
         # Per layer, the set with the lowest lower bound, if that beats EPLB's (first set wins ties).
@@ -927,26 +930,37 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         r = (lk[:, None] * N + nodes_ar).ravel()
         best_lb[lk] = _set_lower_bound(wn[r], cnt[r], Gn, N)
         best_k = np.full(L, -1)
-        for k, (lk, _, ck, wk) in enumerate(sets):
+        for k, (lk, _, ck, wk, _) in enumerate(sets):
             lbk = _set_lower_bound(wk, ck, Gn, N)
             b = lbk < best_lb[lk]
             best_lb[lk[b]] = lbk[b]
             best_k[lk[b]] = k
         alt_layers = np.flatnonzero(best_k >= 0)
+    alt_rows = np.zeros(0, dtype=np.int64)                 # node row (of R) each packed alt row replaces
     if alt_layers.size:
-        # Only the layers where one of our sets can beat EPLB are packed a second time.
-        Ra = alt_layers.size * N
+        # Only the layers where one of our sets can beat EPLB are packed a second time, and of
+        # those only the node rows that differ from EPLB's.
+        srcs, dsts = [], []
+        for k, (lk, ids_k, c_k, w_k, diff_k) in enumerate(sets):
+            lay_k = alt_layers[best_k[alt_layers] == k]
+            if lay_k.size:
+                src_r = (np.searchsorted(lk, lay_k)[:, None] * N + nodes_ar).ravel()
+                src_r = src_r[diff_k[src_r]]
+                srcs.append((k, src_r))
+                dsts.append(lk[src_r // N] * N + src_r % N)
+        alt_rows = np.concatenate(dsts)
+        Ra = alt_rows.size
         X = max(s[1].shape[1] for s in sets)
         ids_x = np.zeros((Ra, X), dtype=np.int64)
         c_x = np.zeros((Ra, X), dtype=np.int64)
         w_x = np.zeros((Ra, X))
-        for k, (lk, ids_k, c_k, w_k) in enumerate(sets):
-            sel = np.flatnonzero(best_k[alt_layers] == k)          # positions among the alt layers
-            if sel.size:
-                src_r = (np.searchsorted(lk, alt_layers[sel])[:, None] * N + nodes_ar).ravel()
-                dst_r = (sel[:, None] * N + nodes_ar).ravel()
-                x = ids_k.shape[1]
-                ids_x[dst_r, :x], c_x[dst_r, :x], w_x[dst_r, :x] = ids_k[src_r], c_k[src_r], w_k[src_r]
+        at = 0
+        for k, src_r in srcs:
+            ids_k, c_k, w_k = sets[k][1:4]
+            x = ids_k.shape[1]
+            d = slice(at, at + src_r.size)
+            ids_x[d, :x], c_x[d, :x], w_x[d, :x] = ids_k[src_r], c_k[src_r], w_k[src_r]
+            at += src_r.size
         items = _items_from_counts(c_x)                 # [Ra, S] column in the set's row
         itf = (items + np.arange(Ra, dtype=np.int64)[:, None] * X).ravel()
         item32.append((w_x / np.maximum(c_x, 1)).astype(np.float32).ravel()[itf].reshape(-1, S))
@@ -974,11 +988,15 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     mean = rs_e.mean(1)
     safe = np.where(mean > 0, mean, 1.0)
     eplb_bal = np.where(mean > 0, mx_e / safe, 1.0)
-    if alt_layers.size:
+    if alt_rows.size:
+        # a layer takes our rows when its max with them (and EPLB's other rows) beats EPLB's max
+        row_mx = rank_all.reshape(Rt, Gn).max(1)
+        cand = row_mx[:R].copy()
+        cand[alt_rows] = row_mx[R:]
+        win = cand.reshape(L, N).max(1) < mx_e
         rows = np.arange(R, dtype=np.int64)
-        mx_a = rank_all[R * Gn:].reshape(alt_layers.size, G).max(1)
-        win = mx_a < mx_e[alt_layers]
-        rows.reshape(L, N)[alt_layers[win]] = R + (np.nonzero(win)[0][:, None] * N + np.arange(N))
+        take = win[alt_rows // N]
+        rows[alt_rows[take]] = R + np.flatnonzero(take)
         cols = (rows[:, None] * Gn + np.arange(Gn, dtype=np.int64)).ravel()
         load, sid = np.take(slot_load, cols, axis=1), np.take(slot_id, cols, axis=1)
     else:
