@@ -916,6 +916,12 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         stack_row = ((cnt > Gn) & (cnt % Gn != 0)).any(1)
         lo = np.flatnonzero(stack_row.reshape(L, N).any(1))
         if lo.size:
+            # Rounding cannot lower a bound set by a node's mean (the nodes keep their experts),
+            # so only layers whose bound comes from a stacked hot expert are worth rounding.
+            r = (lo[:, None] * N + nodes_ar).ravel()
+            node_mean = (wn[r].sum(1) / Gn).reshape(-1, N).max(1)
+            lo = lo[_set_lower_bound(wn[r], cnt[r], Gn, N) > node_mean]
+        if lo.size:
             r = (lo[:, None] * N + nodes_ar).ravel()
             sets.append((lo, mlog2log[r], _round_to_ranks(wn[r], cnt[r], Gn, np.ones((r.size, En), bool)),
                          wn[r], stack_row[r]))
