@@ -891,13 +891,14 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     gidx = mlog2log + rowE                              # flat index into w
     tpm = w32.ravel()[gidx]                             # [R, En] float32, as EPLB computes it
     cnt, picks = _greedy_replicas(tpm, S)
-    phy = np.concatenate([np.broadcast_to(np.arange(En, dtype=np.int64), (R, En)), picks], axis=1)
-    rowS = np.arange(R, dtype=np.int64)[:, None]
-    phyf = (phy + rowS * En).ravel()
-    item32 = [(tpm / cnt.astype(np.float32)).ravel()[phyf].reshape(R, S)]
+    # EPLB's physical items per node row: the node's experts in order, then the redundant picks
+    pf = (picks + np.arange(R, dtype=np.int64)[:, None] * En).ravel()
+    t32 = tpm / cnt.astype(np.float32)
     wn = w.ravel()[gidx]                                # float64 loads of each node row
-    item64 = [(wn / cnt).ravel()[phyf]]
-    item_gid = [mlog2log.ravel()[phyf]]                 # global expert id of each item
+    t64 = wn / cnt
+    item32 = [np.concatenate([t32, t32.ravel()[pf].reshape(R, -1)], axis=1)]
+    item64 = [np.concatenate([t64, t64.ravel()[pf].reshape(R, -1)], axis=1).ravel()]
+    item_gid = [np.concatenate([mlog2log, mlog2log.ravel()[pf].reshape(R, -1)], axis=1).ravel()]
     # --- xds's count sets, each for some layers: (layers [La], ids, counts, loads [La*N, X], rows
     # that differ from EPLB's [La*N] bool; only those are packed again).
     nodes_ar = np.arange(N, dtype=np.int64)
@@ -913,7 +914,8 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
             sets.append((np.arange(L), ids_a, _round_to_ranks(wn_a, c_a, Gn, pres_a), wn_a, every))
     if spg > 1:
         # layers where EPLB stacks two replicas of a hot expert on one rank
-        stack_row = ((cnt > Gn) & (cnt % Gn != 0)).any(1)
+        stack_row = cnt.max(1) > Gn
+        stack_row[stack_row] = ((cnt[stack_row] > Gn) & (cnt[stack_row] % Gn != 0)).any(1)
         lo = np.flatnonzero(stack_row.reshape(L, N).any(1))
         if lo.size:
             # Rounding cannot lower a bound set by a node's mean (the nodes keep their experts),
@@ -991,7 +993,7 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     mx_e = rs_e.max(1)
     # one mean for both layouts (the same total, summed in another order) so that balancedness
     # compares exactly like the max rank loads do
-    mean = rs_e.mean(1)
+    mean = rs_e.sum(1) / G
     safe = np.where(mean > 0, mean, 1.0)
     eplb_bal = np.where(mean > 0, mx_e / safe, 1.0)
     if alt_rows.size:
