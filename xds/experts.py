@@ -481,21 +481,23 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
         k *= 2
     key = np.broadcast_to(ar << cb, (R, G)).copy()           # weight 0, pack i, 0 items
     base = rowoff.copy()                                     # flat position of each row's next item
-    left = np.full(R, n, dtype=np.int64)
     lowmask = np.int64((1 << s1) - 1)
     cmask = np.int64((1 << cb) - 1)
     inf = np.float32(np.inf)
     ok = np.zeros(R * G, dtype=bool)
     okr = ok.reshape(R, G)
+    # Zero-weight items (sorted last) are placed in closed form after the loop: the loop places the
+    # positive ones only (a zero ends every run, so a row with many would take a step per item).
+    left = (sw.reshape(R, width)[:, :n] > 0).sum(1)
     head = sw.reshape(R, width)[:, :G]
-    if (head[:, G - 2] > 0).all():
+    if (head[:, G - 1] > 0).all():
         # First run in closed form: all packs are empty (equal, by index), so items 0..G-1 go to
-        # packs 0..G-1 as long as items 0..G-2 are positive (the loop would find the same run).
-        key = ((head + np.float32(0.0)).view(np.int32).astype(np.int64) << s1) | (ar << cb) | 1
+        # packs 0..G-1 when they are positive (the loop would find the same run).
+        key = (head.view(np.int32).astype(np.int64) << s1) | (ar << cb) | 1
         ch_win[base] = ar << cb
         base += G
         left -= G
-    while True:
+    while left.any():
         key.sort(axis=1)                                     # open packs by (weight, index)
         low = key & lowmask                                  # pack index | item count
         Ws = (key >> s1).astype(np.int32).view(np.float32)
@@ -517,8 +519,21 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
         ch_win[base] = low
         base += run
         left -= run
-        if not left.any():
-            break
+    zeros = rowoff + n - base                                # zero-weight items left per row
+    if zeros.any():
+        # Adding 0 leaves a pack's weight unchanged, so the zeros fill the open packs in (weight,
+        # index) order, each up to its capacity: exactly what one-at-a-time placement does.
+        key.sort(axis=1)
+        cnt = key & cmask
+        capk = per - cnt                                     # 0 for full packs (sorted last)
+        takek = np.clip(zeros[:, None] - (np.cumsum(capk, axis=1) - capk), 0, capk).ravel()
+        tot = int(takek.sum())
+        run_start = np.cumsum(takek) - takek
+        offs = np.arange(tot, dtype=np.int64) - np.repeat(run_start, takek)
+        vals = np.repeat((key & lowmask).ravel(), takek) + offs       # pack | count + k
+        zstart = np.cumsum(zeros) - zeros
+        pos = np.repeat(base, zeros) + (np.arange(tot, dtype=np.int64) - np.repeat(zstart, zeros))
+        chosen[pos] = vals
     # scatter back to item order with flat indices (put_along_axis is several times slower here)
     got = chosen.reshape(R, width)[:, :n].ravel()
     pack_index = np.empty(R * n, dtype=np.int64)
