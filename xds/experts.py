@@ -497,7 +497,12 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
         ch_win[base] = ar << cb
         base += G
         left -= G
-    while left.any():
+    # Rows finish at different steps (a row of many small items takes the most): finished rows are
+    # dropped from the state once a quarter of them are done, so the last steps work on few rows.
+    rows = np.arange(R)
+    key_all, base_all = key, base
+    while left.size:
+        A = left.size
         key.sort(axis=1)                                     # open packs by (weight, index)
         low = key & lowmask                                  # pack index | item count
         Ws = (key >> s1).astype(np.int32).view(np.float32)
@@ -506,9 +511,11 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
         np.copyto(upd, inf, where=(low & cmask) >= per - 1)
         M = upd.ravel().copy()
         for k, m in shifts:
-            np.copyto(M[k:], np.minimum(M[k:], M[:-k]), where=m)
+            np.copyto(M[k:], np.minimum(M[k:], M[:-k]), where=m[:A * G - k])
         # the run goes on to pack i+1 while it is lighter than every pack updated before it
-        np.less(Ws.ravel()[1:], M[:-1], out=ok[:-1])
+        okA = ok[:A * G]
+        np.less(Ws.ravel()[1:], M[:-1], out=okA[:-1])
+        okr = okA.reshape(A, G)
         okr[:, -1] = False
         run = okr.argmin(axis=1) + 1
         np.minimum(run, left, out=run)
@@ -519,6 +526,13 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
         ch_win[base] = low
         base += run
         left -= run
+        done = left == 0
+        nd = int(done.sum())
+        if nd and 4 * nd >= A:
+            key_all[rows[done]], base_all[rows[done]] = key[done], base[done]
+            keep = ~done
+            rows, key, base, left = rows[keep], key[keep], base[keep], left[keep]
+    key, base = key_all, base_all
     zeros = rowoff + n - base                                # zero-weight items left per row
     if zeros.any():
         # Adding 0 leaves a pack's weight unchanged, so the zeros fill the open packs in (weight,
