@@ -592,7 +592,8 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     [R, max extra] (-1 padded) in greedy order; bit-identical to the loop."""
     R, E = w.shape
     w64 = w.astype(np.float64)
-    if present is None:
+    everyone = present is None
+    if everyone:
         present = np.ones((R, E), dtype=bool)
         red = np.full(R, S - E, dtype=np.int64)
         wp = w64
@@ -607,7 +608,7 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     r0 = int(red.max()) if R else 0
     if 0 < r0 <= E:
         if (red == r0).all():
-            kth = np.partition(np.where(present, w64, -1.0), E - r0, axis=1)[:, E - r0]
+            kth = np.partition(w64 if everyone else np.where(present, w64, -1.0), E - r0, axis=1)[:, E - r0]
         else:
             srt = np.sort(np.where(present, w64, -1.0), axis=1)
             kth = np.where((red >= 1) & (red <= present.sum(1)),
@@ -616,7 +617,10 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     level *= 1 - 1e-6                            # margin covers float32 rounding of the keys
     good = level > 0
     safe = np.where(good, level, 1.0)[:, None]
-    hot = np.flatnonzero(present & good[:, None] & (w64 >= safe))
+    hot = w64 >= safe
+    if not everyone:
+        hot &= present
+    hot = np.flatnonzero(hot & good[:, None])
     hrow = hot // E
     kc = np.minimum(np.floor(w64.ravel()[hot] / safe.ravel()[hrow]) + 1, red[hrow]).astype(np.int64)
     eb = max(int(E - 1).bit_length(), 1)
