@@ -248,6 +248,19 @@ def test_run_packing_is_exactly_eplbs_balanced_packing(data):
     assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
 
 
+def test_run_packing_matches_eplb_on_heavy_tailed_rows_with_cold_experts():
+    # Rows finish at very different steps (a few hot items, then many tiny ones) and a third of the
+    # items are exactly zero: exercises dropping finished rows and the closed-form zero placement.
+    rng = np.random.default_rng(11)
+    for G, per in [(8, 9), (8, 5), (4, 2), (3, 7)]:
+        w = np.exp(rng.normal(0.0, 2.5, (40, G * per))).astype(np.float32)
+        w[rng.random(w.shape) < 0.33] = 0
+        w[0] = 0                                                     # an all-cold row
+        pi, rip = ref.balanced_packing(w, G)
+        got_pi, got_rip = _lpt_pack(w, G)
+        assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
+
+
 @settings(max_examples=120, deadline=None)
 @given(st.data())
 def test_closed_form_replication_is_exactly_eplbs_greedy(data):
