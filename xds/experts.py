@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import heapq
 import io
 import json
 import time
@@ -532,6 +533,11 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
             key_all[rows[done]], base_all[rows[done]] = key[done], base[done]
             keep = ~done
             rows, key, base, left = rows[keep], key[keep], base[keep], left[keep]
+            if 0 < left.size <= _LPT_TAIL_ROWS:
+                # A few long rows left: one heap step per item is cheaper than a NumPy step per run.
+                _lpt_tail(key, base, left, sw, chosen, per, cb, s1)
+                key_all[rows], base_all[rows] = key, base + left
+                break
     key, base = key_all, base_all
     zeros = rowoff + n - base                                # zero-weight items left per row
     if zeros.any():
@@ -555,6 +561,40 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
     pack_index[dest] = got >> cb
     rank_in_pack[dest] = got & cmask
     return pack_index.reshape(R, n), rank_in_pack.reshape(R, n)
+
+
+#: Rows left in :func:`_lpt_pack_keyed` at or below which they are finished item by item in Python.
+_LPT_TAIL_ROWS = 4
+
+
+def _lpt_tail(key: np.ndarray, base: np.ndarray, left: np.ndarray, sw: np.ndarray, chosen: np.ndarray,
+              per: int, cb: int, s1: int) -> None:
+    """Finish a few rows of :func:`_lpt_pack_keyed` with a heap: each item to the open pack of least
+    (weight, index), float32 weights, as the run loop and EPLB do. Writes ``chosen`` and leaves each
+    row's final pack keys in ``key`` (in place)."""
+    pmask = (1 << (s1 - cb)) - 1
+    cmask = (1 << cb) - 1
+    inf_bits = int(np.float32(np.inf).view(np.int32))
+    for i in range(left.size):
+        packs = []
+        for kv in key[i].tolist():
+            wbits, p, c = kv >> s1, (kv >> cb) & pmask, kv & cmask
+            if c < per:
+                packs.append((float(np.int32(wbits).view(np.float32)), p, c))
+        heapq.heapify(packs)
+        full = [kv for kv in key[i].tolist() if kv & cmask >= per]
+        pos = int(base[i])
+        for x in sw[pos:pos + int(left[i])].tolist():
+            wt, p, c = heapq.heappop(packs)
+            chosen[pos] = (p << cb) | c
+            pos += 1
+            c += 1
+            if c < per:
+                heapq.heappush(packs, (float(np.float32(wt) + np.float32(x)), p, c))
+            else:
+                full.append((inf_bits << s1) | (p << cb) | c)
+        key[i] = sorted(full + [(int(np.float32(wt).view(np.int32)) << s1) | (p << cb) | c
+                                for wt, p, c in packs])
 
 
 def _greedy_loop(w: np.ndarray, S: int, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
