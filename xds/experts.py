@@ -47,8 +47,13 @@ import numpy as np
 from .errors import XdsError
 
 MAX_LOADS_BYTES = 256 * 1024 * 1024
+#: Largest token total per layer: float32 sums of loads (as EPLB packs them) must stay finite.
+MAX_LAYER_LOAD = 1e38
 #: Local-search iteration cap (each iteration moves one swap per still-improving row).
 MAX_SWAP_ITERS = 256
+#: Node-local policy: a node row gets rounded replica counts only when its lower bound is within
+#: this fraction of its layer's (rows far below the layer's max cannot decide it).
+ROUND_ROW_SLACK = 0.05
 
 
 # --------------------------------------------------------------------------------------------------
@@ -141,6 +146,12 @@ def _check_loads(loads: Any, *, file: str | None = "--loads") -> np.ndarray:
         l, e = np.argwhere(neg)[0]
         raise XdsError(f"load is {arr[l, e]:g} (must be a non-negative token count)",
                        file=file, where=f"layer {l} expert {e}")
+    total = arr.sum(1)
+    if (total > MAX_LAYER_LOAD).any():
+        l = int(np.argmax(total > MAX_LAYER_LOAD))
+        raise XdsError(f"loads sum to {total[l]:.3g} tokens; at most {MAX_LAYER_LOAD:g} per layer is "
+                       f"supported (the balancer sums in float32, as EPLB does)",
+                       file=file, where=f"layer {l}")
     return arr
 
 
@@ -627,8 +638,8 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     that order. The last picked key is >= the water level total / S and >= the (S - n_present)-th
     largest load (the first extra replicas alone offer that many keys), so only pairs with
     ``k <= w / level + 1`` of experts above the level can be picked: a few more than the redundant
-    slots per row, one int64 sort for all rows. Rows where that bound does not hold (all-zero
-    loads) use the loop. Returns counts int64 [R, E] (0 for absent experts) and picks int64
+    slots per row, one int64 sort for all rows (float32; other dtypes sort their own keys). Rows where
+    that bound does not hold (all-zero or float32-denormal loads) use the loop. Returns counts int64 [R, E] (0 for absent experts) and picks int64
     [R, max extra] (-1 padded) in greedy order; bit-identical to the loop."""
     R, E = w.shape
     w64 = w.astype(np.float64)
@@ -655,7 +666,9 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
                            srt[np.arange(R), np.clip(E - red, 0, E - 1)], 0.0)
         level = np.maximum(level, kth)
     level *= 1 - 1e-6                            # margin covers float32 rounding of the keys
-    good = level > 0
+    f32 = w.dtype == np.float32
+    # float32 keys below ~2e-31 lose relative precision (denormals): such rows take the loop
+    good = level > (np.finfo(np.float32).tiny * 2.0 ** 24 if f32 else 0.0)
     safe = np.where(good, level, 1.0)[:, None]
     hot = w64 >= safe
     if not everyone:
@@ -672,13 +685,25 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
         src = np.repeat(hot, kc)
         start = np.cumsum(kc) - kc
         k = np.arange(total, dtype=np.int64) - np.repeat(start, kc) + 1
-        key = (w.ravel()[src] / k.astype(w.dtype)).astype(np.float32)
+        key = w.ravel()[src] / k.astype(w.dtype)            # in w's dtype, as the loop divides
         row = src // E
-        comp = ((row << (31 + eb)) | ((np.int64(0x7FFFFFFF) - key.view(np.int32).astype(np.int64)) << eb)
-                | (src - row * E))
-        comp.sort()
+        # one int64 per pair: row, then key descending (float32 bit pattern), then expert
+        comp = ((row << (31 + eb)) | ((np.int64(0x7FFFFFFF) - key.astype(np.float32).view(np.int32)
+                                       .astype(np.int64)) << eb) | (src - row * E))
+        if f32:
+            comp.sort()
+        else:
+            # rounding to float32 can merge or swap keys closer than a float32 ulp: rows whose
+            # order is not exactly (key desc, expert asc) in w's precision take the loop
+            o = np.argsort(comp)
+            comp, ks = comp[o], key[o]
         rs = comp >> (31 + eb)
         es = comp & np.int64((1 << eb) - 1)
+        if not f32:
+            same = rs[1:] == rs[:-1]
+            wrong = same & ((ks[1:] > ks[:-1]) | ((ks[1:] == ks[:-1]) & (es[1:] < es[:-1])))
+            if wrong.any():
+                good[np.unique(rs[1:][wrong])] = False
         per_row = np.bincount(rs, minlength=R)
         pos = np.arange(total, dtype=np.int64) - (np.cumsum(per_row) - per_row)[rs]
         take = pos < red[rs]
@@ -969,13 +994,14 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     t32 = tpm / cnt.astype(np.float32)
     wn = w.ravel()[gidx]                                # float64 loads of each node row
     t64 = wn / cnt
-    item32 = [np.concatenate([t32, t32.ravel()[pf].reshape(R, -1)], axis=1)]
-    item64 = [np.concatenate([t64, t64.ravel()[pf].reshape(R, -1)], axis=1).ravel()]
-    item_gid = [np.concatenate([mlog2log, mlog2log.ravel()[pf].reshape(R, -1)], axis=1).ravel()]
+    item32 = np.concatenate([t32, t32.ravel()[pf].reshape(R, -1)], axis=1)
+    i64 = np.concatenate([t64, t64.ravel()[pf].reshape(R, -1)], axis=1).ravel()
+    gid = np.concatenate([mlog2log, mlog2log.ravel()[pf].reshape(R, -1)], axis=1).ravel()
     # --- xds's count sets, each for some layers: (layers [La], ids, counts, loads [La*N, X], rows
     # that differ from EPLB's [La*N] bool; only those are packed again).
     nodes_ar = np.arange(N, dtype=np.int64)
     sets = []
+    n_node_sets = 0                    # the first sets place groups by load (all rows differ)
     if cap > gpn:
         # a node has room for more groups than EPLB gives it: place groups by load
         ids_a, pres_a, wn_a = _node_rows(w, _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap), N, gs,
@@ -985,31 +1011,30 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         sets.append((np.arange(L), ids_a, c_a, wn_a, every))
         if spg > 1:
             sets.append((np.arange(L), ids_a, _round_to_ranks(wn_a, c_a, Gn, pres_a), wn_a, every))
+        n_node_sets = len(sets)
     if spg > 1:
         # layers where EPLB stacks two replicas of a hot expert on one rank
         stack_row = cnt.max(1) > Gn
         stack_row[stack_row] = ((cnt[stack_row] > Gn) & (cnt[stack_row] % Gn != 0)).any(1)
+        if stack_row.any():
+            # Only node rows that can hold the layer's max matter: those whose own lower bound is
+            # within ROUND_ROW_SLACK of the layer's (the others stay EPLB's).
+            row_lb = _set_lower_bound(wn, cnt, Gn, 1)
+            stack_row &= row_lb >= (1 - ROUND_ROW_SLACK) * np.repeat(row_lb.reshape(L, N).max(1), N)
         lo = np.flatnonzero(stack_row.reshape(L, N).any(1))
         if lo.size:
-            # Rounding cannot lower a bound set by a node's mean (the nodes keep their experts),
-            # so only layers whose bound comes from a stacked hot expert are worth rounding.
             r = (lo[:, None] * N + nodes_ar).ravel()
-            node_mean = (wn[r].sum(1) / Gn).reshape(-1, N).max(1)
-            lo = lo[_set_lower_bound(wn[r], cnt[r], Gn, N) > node_mean]
-        if lo.size:
-            r = (lo[:, None] * N + nodes_ar).ravel()
-            sets.append((lo, mlog2log[r], _round_to_ranks(wn[r], cnt[r], Gn, np.ones((r.size, En), bool)),
-                         wn[r], stack_row[r]))
+            sr = stack_row[r]
+            c_r = cnt[r]
+            c_r[sr] = _round_to_ranks(wn[r[sr]], c_r[sr], Gn, np.ones((int(sr.sum()), En), bool))
+            sets.append((lo, mlog2log[r], c_r, wn[r], sr))
     alt_layers = np.zeros(0, dtype=np.int64)
     if sets:
-        # Per layer, the set with the lowest lower bound, if that beats EPLB's (first set wins ties).
+        # Per layer, our set with the lowest lower bound (the first wins ties). A load-driven group
+        # placement is always packed too: its bound often ties EPLB's (both at the hot node's mean)
+        # while EPLB's equal-count packing lands well above it. Rounded counts alone are packed
+        # only where their bound beats EPLB's.
         best_lb = np.full(L, np.inf)
-        covered = np.zeros(L, dtype=bool)
-        for s_ in sets:
-            covered[s_[0]] = True
-        lk = np.flatnonzero(covered)
-        r = (lk[:, None] * N + nodes_ar).ravel()
-        best_lb[lk] = _set_lower_bound(wn[r], cnt[r], Gn, N)
         best_k = np.full(L, -1)
         for k, (lk, _, ck, wk, _) in enumerate(sets):
             lbk = _set_lower_bound(wk, ck, Gn, N)
@@ -1044,56 +1069,53 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
             at += src_r.size
         items = _items_from_counts(c_x)                 # [Ra, S] column in the set's row
         itf = (items + np.arange(Ra, dtype=np.int64)[:, None] * X).ravel()
-        item32.append((w_x / np.maximum(c_x, 1)).astype(np.float32).ravel()[itf].reshape(-1, S))
-        item64.append((w_x / np.maximum(c_x, 1)).ravel()[itf])
-        item_gid.append(ids_x.ravel()[itf])
+        per_rep = (w_x / np.maximum(c_x, 1)).ravel()[itf]
+        item32 = np.concatenate([item32, per_rep.astype(np.float32).reshape(-1, S)])
+        i64_a, gid_a = per_rep, ids_x.ravel()[itf]
     # One packing call for EPLB's replicas and ours: the run-at-a-time loop is shared.
-    pi, rip = _lpt_pack(np.concatenate(item32) if len(item32) > 1 else item32[0], Gn)
-    Rt = pi.shape[0]
-    i64 = np.concatenate(item64) if len(item64) > 1 else item64[0]
-    gid = np.concatenate(item_gid) if len(item_gid) > 1 else item_gid[0]
-    # Slot-major arrays of every packed row ([spg, rows * Gn], see _swap_search): rank g of the
-    # packed rows holds item i in slot rank_in_pack.
-    dest = (rip * (Rt * Gn) + pi + np.arange(Rt, dtype=np.int64)[:, None] * Gn).ravel()
-    slot_load = np.empty(Rt * S)
-    slot_load[dest] = i64
-    slot_id = np.empty(Rt * S, dtype=np.int64)
-    slot_id[dest] = gid
-    slot_load = slot_load.reshape(spg, Rt * Gn)
-    slot_id = slot_id.reshape(spg, Rt * Gn)
-    rank_all = slot_load.sum(0)
-    rs_e = rank_all[:R * Gn].reshape(L, G)
-    mx_e = rs_e.max(1)
-    # one mean for both layouts (the same total, summed in another order) so that balancedness
-    # compares exactly like the max rank loads do
-    mean = rs_e.sum(1) / G
-    safe = np.where(mean > 0, mean, 1.0)
-    eplb_bal = np.where(mean > 0, mx_e / safe, 1.0)
+    pi, rip = _lpt_pack(item32, Gn)
+    # Slot-major arrays ([spg, ranks], see _swap_search): packed rank g holds its items in slots
+    # rank_in_pack. EPLB's rows fill the layout; our rows go to a side array until they win.
+    RG = R * Gn
+    dest = (rip[:R] * RG + pi[:R] + np.arange(R, dtype=np.int64)[:, None] * Gn).ravel()
+    load = np.empty(R * S)
+    load[dest] = i64
+    sid = np.empty(R * S, dtype=np.int64)
+    sid[dest] = gid
+    load, sid = load.reshape(spg, RG), sid.reshape(spg, RG)
+    # rank loads summed per rank in slot order, exactly as balancedness() sums a layout
+    rank_e = np.ascontiguousarray(load.T).sum(1).reshape(L, G)
+    eplb_bal = _balancedness_from_rank_load(rank_e)
     if alt_rows.size:
         # a layer takes our rows when its max with them (and EPLB's other rows) beats EPLB's max
-        row_mx = rank_all.reshape(Rt, Gn).max(1)
-        cand = row_mx[:R].copy()
-        cand[alt_rows] = row_mx[R:]
-        win = cand.reshape(L, N).max(1) < mx_e
-        rows = np.arange(R, dtype=np.int64)
-        take = win[alt_rows // N]
-        rows[alt_rows[take]] = R + np.flatnonzero(take)
-        cols = (rows[:, None] * Gn + np.arange(Gn, dtype=np.int64)).ravel()
-        load, sid = np.take(slot_load, cols, axis=1), np.take(slot_id, cols, axis=1)
-    else:
-        load, sid = slot_load, slot_id                 # EPLB's rows only: search in place
+        Ra = alt_rows.size
+        dest_a = (rip[R:] * (Ra * Gn) + pi[R:] + np.arange(Ra, dtype=np.int64)[:, None] * Gn).ravel()
+        load_a = np.empty(Ra * S)
+        load_a[dest_a] = i64_a
+        sid_a = np.empty(Ra * S, dtype=np.int64)
+        sid_a[dest_a] = gid_a
+        load_a, sid_a = load_a.reshape(spg, Ra * Gn), sid_a.reshape(spg, Ra * Gn)
+        cand = rank_e.reshape(R, Gn).max(1)
+        cand[alt_rows] = np.ascontiguousarray(load_a.T).sum(1).reshape(Ra, Gn).max(1)
+        take = (cand.reshape(L, N).max(1) < rank_e.max(1))[alt_rows // N]
+        if take.any():
+            ar_g = np.arange(Gn, dtype=np.int64)
+            src_c = (np.flatnonzero(take)[:, None] * Gn + ar_g).ravel()
+            dst_c = (alt_rows[take][:, None] * Gn + ar_g).ravel()
+            load[:, dst_c], sid[:, dst_c] = load_a[:, src_c], sid_a[:, src_c]
     if spg > 1:
         _swap_search(load, sid, Gn, nodes=N)   # rows = layer x node; only the max node's row moves
-    rank_load = load.sum(0).reshape(L, G)
-    # the search only takes swaps that lower a pair's max, so this is a guard against rounding only:
-    # such a layer gets EPLB's layout back
-    worse = rank_load.max(1) > mx_e
+    rank_load = np.ascontiguousarray(load.T).sum(1).reshape(L, G)
+    bal = _balancedness_from_rank_load(rank_load)
+    # The search only takes swaps that lower a pair's max; a layer whose max did not move can still
+    # differ from EPLB's in the last bit of the mean: such a layer gets EPLB's layout back, so the
+    # result is never worse, exactly.
+    worse = bal > eplb_bal
     if worse.any():
-        col, k = dest % (Rt * Gn), dest // (Rt * Gn)   # packed rank and slot of every item
-        keep = (col < R * Gn) & worse[np.minimum(col // G, L - 1)]   # EPLB's items of those layers
-        load[k[keep], col[keep]], sid[k[keep], col[keep]] = i64[keep], gid[keep]
-        rank_load = load.sum(0).reshape(L, G)
-    bal = np.where(mean > 0, rank_load.max(1) / safe, 1.0)
+        keep = worse[(dest % RG) // G]
+        load.reshape(-1)[dest[keep]], sid.reshape(-1)[dest[keep]] = i64[keep], gid[keep]
+        rank_load = np.ascontiguousarray(load.T).sum(1).reshape(L, G)
+        bal = _balancedness_from_rank_load(rank_load)
     lay = np.ascontiguousarray(sid.T).reshape(L, P)
     return lay, _replica_counts(lay, E), rank_load, bal, eplb_bal
 
@@ -1169,7 +1191,7 @@ def balance(loads: Any, slots: int, ranks: int, *, nodes: int = 1, groups: int =
         idT = np.ascontiguousarray(flat.reshape(C * L * G, spg).T)
         # rank sums in row-major order, as the layouts are evaluated (ties break the same way)
         _swap_search(lT, idT, G, nodes=1, rank_sum=item_load.reshape(-1, spg).sum(1))
-        flat = idT.T.reshape(C * L, P)
+        flat = np.ascontiguousarray(idT.T).reshape(C * L, P)
     rl = _rank_load(flat, wt, cnt, G)
     bal = _balancedness_from_rank_load(rl).reshape(C, L)
     best = np.argmin(bal, axis=0)                             # first (EPLB-based) wins ties
