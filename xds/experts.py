@@ -327,10 +327,31 @@ def _rank_load(phy2log: np.ndarray, loads: np.ndarray, counts: np.ndarray, ranks
 
 
 def _balancedness_from_rank_load(rank_load: np.ndarray) -> np.ndarray:
-    mean = rank_load.mean(axis=1)
-    mx = rank_load.max(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(mean > 0, mx / np.where(mean > 0, mean, 1.0), 1.0)
+    mean = rank_load.sum(axis=1) / rank_load.shape[1]          # == rank_load.mean(axis=1)
+    pos = mean > 0
+    return np.where(pos, rank_load.max(axis=1) / np.where(pos, mean, 1.0), 1.0)
+
+
+def _slot_major_sums(lT: np.ndarray) -> np.ndarray:
+    """Per-rank sums of a slot-major array [s, ranks], bit-identical to ``lT.T.sum(axis=1)`` (what
+    :func:`balancedness` computes per rank): NumPy's pairwise order (8 running sums for 8 <= s <=
+    128, sequential below), done as a few whole-row adds instead of a transposed copy."""
+    s = lT.shape[0]
+    if s > 128:
+        return np.ascontiguousarray(lT.T).sum(axis=1)
+    if s < 8:
+        res = lT[0].copy()
+        for i in range(1, s):
+            res += lT[i]
+        return res
+    r = lT[:8].copy()
+    stop = s - s % 8
+    for i in range(8, stop, 8):
+        r += lT[i:i + 8]
+    res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+    for i in range(stop, s):
+        res += lT[i]
+    return res
 
 
 def balancedness(phy2log: Any, loads: Any, ranks: int) -> np.ndarray:
@@ -465,7 +486,8 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
     float32's bit pattern orders like its value; a full pack's weight is +inf), so one row sort per
     run yields the open packs in (weight, index) order together with their weights and counts, with
     no gathers and no scatters of pack state. The prefix minimum that ends a run is a log2(G)-step
-    shifted minimum on the flat array (a row-wise accumulate is several times slower for small G)."""
+    shifted minimum on the flat array while there are many rows (a row-wise accumulate is slower
+    there) and a row-wise accumulate once few rows are left."""
     R, n = weight.shape
     per = n // G
     sh = max(int(G - 1).bit_length(), 1)
@@ -521,9 +543,12 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
         # weight of the i-th pack after taking item i; a pack that fills up stops competing
         upd = Ws + sw_win[base]
         np.copyto(upd, inf, where=(low & cmask) >= per - 1)
-        M = upd.ravel().copy()
-        for k, m in shifts:
-            np.copyto(M[k:], np.minimum(M[k:], M[:-k]), where=m[:A * G - k])
+        if A > 120:
+            M = upd.ravel().copy()
+            for k, m in shifts:
+                np.copyto(M[k:], np.minimum(M[k:], M[:-k]), where=m[:A * G - k])
+        else:                                   # few rows: the row-wise accumulate is cheaper
+            M = np.minimum.accumulate(upd, axis=1).ravel()
         # the run goes on to pack i+1 while it is lighter than every pack updated before it
         okA = ok[:A * G]
         np.less(Ws.ravel()[1:], M[:-1], out=okA[:-1])
@@ -792,19 +817,27 @@ def _round_to_ranks(w: np.ndarray, c: np.ndarray, ranks: int, present: np.ndarra
     rounded = np.where(over, (c // ranks) * ranks, c)
     free = (c - rounded).sum(1)
     c = rounded
-    R = c.shape[0]
-    ar = np.arange(R)
-    while (free > 0).any():
-        rows = ar[free > 0]
-        cr, wr = c[rows], w[rows]
-        elig = present[rows] & ~over[rows] & (cr < ranks)
-        key = np.where(elig, wr / np.maximum(cr, 1), -np.inf)
+    # one replica per row and step, only on the rows with replicas to give (same picks as giving
+    # them one at a time to the whole matrix)
+    rows = np.flatnonzero(free > 0)
+    W, C, F = w[rows], c[rows], free[rows]
+    elig0 = present[rows] & ~over[rows]
+    back0 = present[rows] & over[rows]
+    ar = np.arange(rows.size)
+    while True:
+        act = np.flatnonzero(F > 0)
+        if not act.size:
+            break
+        per = W[act] / np.maximum(C[act], 1)
+        key = np.where(elig0[act] & (C[act] < ranks), per, -np.inf)
+        e = key.argmax(axis=1)
         # nobody eligible: give the replica back to the most loaded rounded expert
-        back = np.where(present[rows] & over[rows], wr / np.maximum(cr, 1), -np.inf)
-        use = np.where(np.isfinite(key).any(1)[:, None], key, back)
-        e = np.argmax(use, axis=1)
-        c[rows, e] += 1
-        free[rows] -= 1
+        none = np.isneginf(key[ar[:act.size], e])
+        if none.any():
+            e[none] = np.where(back0[act[none]], per[none], -np.inf).argmax(axis=1)
+        C[act, e] += 1
+        F[act] -= 1
+    c[rows] = C
     return c
 
 
@@ -1019,8 +1052,10 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         if stack_row.any():
             # Only node rows that can hold the layer's max matter: those whose own lower bound is
             # within ROUND_ROW_SLACK of the layer's (the others stay EPLB's).
-            row_lb = _set_lower_bound(wn, cnt, Gn, 1)
-            stack_row &= row_lb >= (1 - ROUND_ROW_SLACK) * np.repeat(row_lb.reshape(L, N).max(1), N)
+            sl = np.flatnonzero(stack_row.reshape(L, N).any(1))
+            r = (sl[:, None] * N + nodes_ar).ravel()
+            row_lb = _set_lower_bound(wn[r], cnt[r], Gn, 1).reshape(-1, N)
+            stack_row[r] &= (row_lb >= (1 - ROUND_ROW_SLACK) * row_lb.max(1, keepdims=True)).ravel()
         lo = np.flatnonzero(stack_row.reshape(L, N).any(1))
         if lo.size:
             r = (lo[:, None] * N + nodes_ar).ravel()
@@ -1084,7 +1119,7 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     sid[dest] = gid
     load, sid = load.reshape(spg, RG), sid.reshape(spg, RG)
     # rank loads summed per rank in slot order, exactly as balancedness() sums a layout
-    rank_e = np.ascontiguousarray(load.T).sum(1).reshape(L, G)
+    rank_e = _slot_major_sums(load).reshape(L, G)
     eplb_bal = _balancedness_from_rank_load(rank_e)
     if alt_rows.size:
         # a layer takes our rows when its max with them (and EPLB's other rows) beats EPLB's max
@@ -1096,7 +1131,7 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         sid_a[dest_a] = gid_a
         load_a, sid_a = load_a.reshape(spg, Ra * Gn), sid_a.reshape(spg, Ra * Gn)
         cand = rank_e.reshape(R, Gn).max(1)
-        cand[alt_rows] = np.ascontiguousarray(load_a.T).sum(1).reshape(Ra, Gn).max(1)
+        cand[alt_rows] = load_a.sum(0).reshape(Ra, Gn).max(1)
         take = (cand.reshape(L, N).max(1) < rank_e.max(1))[alt_rows // N]
         if take.any():
             ar_g = np.arange(Gn, dtype=np.int64)
@@ -1105,7 +1140,7 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
             load[:, dst_c], sid[:, dst_c] = load_a[:, src_c], sid_a[:, src_c]
     if spg > 1:
         _swap_search(load, sid, Gn, nodes=N)   # rows = layer x node; only the max node's row moves
-    rank_load = np.ascontiguousarray(load.T).sum(1).reshape(L, G)
+    rank_load = _slot_major_sums(load).reshape(L, G)
     bal = _balancedness_from_rank_load(rank_load)
     # The search only takes swaps that lower a pair's max; a layer whose max did not move can still
     # differ from EPLB's in the last bit of the mean: such a layer gets EPLB's layout back, so the
@@ -1114,7 +1149,7 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     if worse.any():
         keep = worse[(dest % RG) // G]
         load.reshape(-1)[dest[keep]], sid.reshape(-1)[dest[keep]] = i64[keep], gid[keep]
-        rank_load = np.ascontiguousarray(load.T).sum(1).reshape(L, G)
+        rank_load = _slot_major_sums(load).reshape(L, G)
         bal = _balancedness_from_rank_load(rank_load)
     lay = np.ascontiguousarray(sid.T).reshape(L, P)
     return lay, _replica_counts(lay, E), rank_load, bal, eplb_bal
