@@ -895,6 +895,8 @@ def _swap_search(lT: np.ndarray, idT: np.ndarray, G: int, nodes: int = 1,
     pc = np.concatenate([hcols, ls])          # columns of the ascending rank order: hi ranks, lo ranks
     layers = np.arange(L)
     dev_buf = np.empty(L * npair * ss)       # reused: a fresh one is page-faulted in on every step
+    off_a = np.arange(ss, dtype=np.int64) // s * RG   # table entry (a, b) -> slot offsets of a and b
+    off_b = np.arange(ss, dtype=np.int64) % s * RG
     for _ in range(max_iter):
         if layers.size == 0:
             break
@@ -929,15 +931,14 @@ def _swap_search(lT: np.ndarray, idT: np.ndarray, G: int, nodes: int = 1,
         b = dev[:, m].argmin(axis=0)                          # best (a, b) of the pairs that swap
         rh = hl[0, m]
         rl = hl[1, m]
-        ia = b // s
-        ib = b - ia * s
-        ta, tb = ia * RG + rh, ib * RG + rl
+        ta, tb = off_a[b] + rh, off_b[b] + rl                 # flat slots of the swapped items
         va, vb = lTf[ta], lTf[tb]
         lTf[ta], lTf[tb] = vb, va
         xa, xb = idf[ta], idf[tb]
         idf[ta], idf[tb] = xb, xa
-        rsf[rh] += vb - va
-        rsf[rl] += va - vb
+        d = vb - va
+        rsf[rh] += d
+        rsf[rl] -= d
 
 
 def _assign_groups(gw: np.ndarray, N: int, cap: int) -> np.ndarray:
