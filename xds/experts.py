@@ -715,20 +715,16 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
         # one int64 per pair: row, then key descending (float32 bit pattern), then expert
         comp = ((row << (31 + eb)) | ((np.int64(0x7FFFFFFF) - key.astype(np.float32).view(np.int32)
                                        .astype(np.int64)) << eb) | (src - row * E))
-        if f32:
-            comp.sort()
-        else:
-            # rounding to float32 can merge or swap keys closer than a float32 ulp: rows whose
-            # order is not exactly (key desc, expert asc) in w's precision take the loop
-            o = np.argsort(comp)
-            comp, ks = comp[o], key[o]
+        comp.sort()
         rs = comp >> (31 + eb)
         es = comp & np.int64((1 << eb) - 1)
         if not f32:
-            same = rs[1:] == rs[:-1]
-            wrong = same & ((ks[1:] > ks[:-1]) | ((ks[1:] == ks[:-1]) & (es[1:] < es[:-1])))
-            if wrong.any():
-                good[np.unique(rs[1:][wrong])] = False
+            # Rounding to float32 is monotonic, so keys with different float32 values are in their
+            # exact order; only equal float32 keys may hide a different order in w's precision.
+            # Rows with such a tie take the loop.
+            tied = (comp[1:] >> eb) == (comp[:-1] >> eb)           # same row and float32 key
+            if tied.any():
+                good[rs[1:][tied]] = False
         per_row = np.bincount(rs, minlength=R)
         pos = np.arange(total, dtype=np.int64) - (np.cumsum(per_row) - per_row)[rs]
         take = pos < red[rs]
@@ -823,20 +819,22 @@ def _round_to_ranks(w: np.ndarray, c: np.ndarray, ranks: int, present: np.ndarra
     W, C, F = w[rows], c[rows], free[rows]
     elig0 = present[rows] & ~over[rows]
     back0 = present[rows] & over[rows]
-    ar = np.arange(rows.size)
+    # each eligible expert's per-replica load, kept up to date entry by entry
+    key = np.where(elig0 & (C < ranks), W / np.maximum(C, 1), -np.inf)
     while True:
         act = np.flatnonzero(F > 0)
         if not act.size:
             break
-        per = W[act] / np.maximum(C[act], 1)
-        key = np.where(elig0[act] & (C[act] < ranks), per, -np.inf)
-        e = key.argmax(axis=1)
-        # nobody eligible: give the replica back to the most loaded rounded expert
-        none = np.isneginf(key[ar[:act.size], e])
+        e = key[act].argmax(axis=1)
+        none = np.isneginf(key[act, e])
         if none.any():
-            e[none] = np.where(back0[act[none]], per[none], -np.inf).argmax(axis=1)
+            # nobody eligible: give the replica back to the most loaded rounded expert
+            a = act[none]
+            e[none] = np.where(back0[a], W[a] / np.maximum(C[a], 1), -np.inf).argmax(axis=1)
         C[act, e] += 1
         F[act] -= 1
+        ce = C[act, e]
+        key[act, e] = np.where(elig0[act, e] & (ce < ranks), W[act, e] / ce, -np.inf)
     c[rows] = C
     return c
 
