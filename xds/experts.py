@@ -715,16 +715,21 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
         # one int64 per pair: row, then key descending (float32 bit pattern), then expert
         comp = ((row << (31 + eb)) | ((np.int64(0x7FFFFFFF) - key.astype(np.float32).view(np.int32)
                                        .astype(np.int64)) << eb) | (src - row * E))
-        comp.sort()
-        rs = comp >> (31 + eb)
-        es = comp & np.int64((1 << eb) - 1)
-        if not f32:
+        if f32:
+            comp.sort()
+        else:
             # Rounding to float32 is monotonic, so keys with different float32 values are in their
-            # exact order; only equal float32 keys may hide a different order in w's precision.
-            # Rows with such a tie take the loop.
+            # exact order; only equal float32 keys (equal loads, or closer than a float32 ulp) need
+            # a look in w's precision. Rows where that order is wrong take the loop.
+            o = np.argsort(comp)
+            comp = comp[o]
             tied = (comp[1:] >> eb) == (comp[:-1] >> eb)           # same row and float32 key
             if tied.any():
-                good[rs[1:][tied]] = False
+                ks, ee = key[o], comp & np.int64((1 << eb) - 1)
+                wrong = tied & ((ks[1:] > ks[:-1]) | ((ks[1:] == ks[:-1]) & (ee[1:] < ee[:-1])))
+                good[(comp[1:] >> (31 + eb))[wrong]] = False
+        rs = comp >> (31 + eb)
+        es = comp & np.int64((1 << eb) - 1)
         per_row = np.bincount(rs, minlength=R)
         pos = np.arange(total, dtype=np.int64) - (np.cumsum(per_row) - per_row)[rs]
         take = pos < red[rs]
