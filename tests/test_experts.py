@@ -248,6 +248,23 @@ def test_run_packing_is_exactly_eplbs_balanced_packing(data):
     assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
 
 
+def test_replication_is_exact_for_float64_near_ties_and_float32_denormals():
+    # float64 loads a float32 ulp apart, and equal loads: the order must be the loop's, in float64
+    w = np.array([[1.0, 1 + 2.0 ** -40, 3.0, 3.0], [2.0, 2.0, 2.0 + 2.0 ** -45, 1.0]])
+    for S in range(4, 12):
+        assert all(np.array_equal(a, b) for a, b in zip(_greedy_replicas(w, S),
+                                                        _greedy_loop(w, S, np.ones(w.shape, bool))))
+    # denormal float32 loads round their keys to ties: EPLB's layout must still be exact
+    tiny = np.array([[0, 0, 0, 1e-45], [1e-45, 3e-45, 0, 2e-45]], dtype=np.float32)
+    for P, K, N, G in [(6, 1, 1, 2), (8, 2, 2, 4)]:
+        assert np.array_equal(_eplb_layout(tiny, P, K, N, G), ref.rebalance_experts(tiny, P, K, N, G)[0])
+
+
+def test_loads_that_overflow_float32_sums_are_refused():
+    with pytest.raises(XdsError, match="float32"):
+        balance(np.array([1e38, 3e38, 3e38, 3e38, 1e38, 3e38, 3e38, 3e38]), 16, 4, nodes=2, groups=2)
+
+
 def test_run_packing_matches_eplb_on_heavy_tailed_rows_with_cold_experts():
     # Rows finish at very different steps (a few hot items, then many tiny ones) and a third of the
     # items are exactly zero: exercises dropping finished rows and the closed-form zero placement.

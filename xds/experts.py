@@ -146,13 +146,17 @@ def _check_loads(loads: Any, *, file: str | None = "--loads") -> np.ndarray:
         l, e = np.argwhere(neg)[0]
         raise XdsError(f"load is {arr[l, e]:g} (must be a non-negative token count)",
                        file=file, where=f"layer {l} expert {e}")
-    total = arr.sum(1)
+    return arr
+
+
+def _check_float32_sums(w: np.ndarray, file: str | None = "--loads") -> None:
+    """The balancer sums loads in float32, as EPLB does: refuse layers whose total would overflow."""
+    total = w.sum(1)
     if (total > MAX_LAYER_LOAD).any():
         l = int(np.argmax(total > MAX_LAYER_LOAD))
         raise XdsError(f"loads sum to {total[l]:.3g} tokens; at most {MAX_LAYER_LOAD:g} per layer is "
                        f"supported (the balancer sums in float32, as EPLB does)",
                        file=file, where=f"layer {l}")
-    return arr
 
 
 def _check_layout_args(experts: int, slots: int, ranks: int, nodes: int, groups: int) -> None:
@@ -1172,6 +1176,7 @@ def balance(loads: Any, slots: int, ranks: int, *, nodes: int = 1, groups: int =
     """
     t0 = time.perf_counter()
     w = _check_loads(loads)
+    _check_float32_sums(w)
     L, E = w.shape
     P, G, N, K = slots, ranks, nodes, groups
     _check_layout_args(E, P, G, N, K)
