@@ -1047,7 +1047,8 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         # a node has room for more groups than EPLB gives it: place groups by load
         ids_a, pres_a, wn_a = _node_rows(w, _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap), N, gs,
                                          cap)
-        c_a = _waterfill(wn_a, S, pres_a)
+        # float32 keys: these counts are xds's own candidate, not EPLB's, so the fast sort will do
+        c_a = _waterfill(wn_a.astype(np.float32), S, pres_a)
         every = np.ones(R, dtype=bool)
         sets.append((np.arange(L), ids_a, c_a, wn_a, every))
         if spg > 1:
