@@ -991,6 +991,20 @@ def _node_rows(w: np.ndarray, node_of: np.ndarray, N: int, gs: int, cap: int):
     return ids, present, np.where(present, wl, 0.0)
 
 
+def _stacking_rows(wn: np.ndarray, c: np.ndarray, ranks: int, nodes: int) -> np.ndarray:
+    """Node rows [L*nodes] where some expert has more replicas than the node has ranks but not a whole
+    multiple of them (two land on one rank), among the rows that can hold their layer's max: own
+    lower bound within ROUND_ROW_SLACK of the layer's highest. Only those are worth rounding."""
+    rows = c.max(1) > ranks
+    rows[rows] = ((c[rows] > ranks) & (c[rows] % ranks != 0)).any(1)
+    if rows.any():
+        sl = np.flatnonzero(rows.reshape(-1, nodes).any(1))
+        r = (sl[:, None] * nodes + np.arange(nodes)).ravel()
+        row_lb = _set_lower_bound(wn[r], c[r], ranks, 1).reshape(-1, nodes)
+        rows[r] &= (row_lb >= (1 - ROUND_ROW_SLACK) * row_lb.max(1, keepdims=True)).ravel()
+    return rows
+
+
 def _set_lower_bound(wn: np.ndarray, c: np.ndarray, ranks: int, nodes: int) -> np.ndarray:
     """Lower bound on a layer's max rank load for a count set, per layer: a rank carries at least its
     node's mean, and an expert with c replicas on ``ranks`` ranks puts ceil(c / ranks) of them on one
@@ -1052,19 +1066,15 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         every = np.ones(R, dtype=bool)
         sets.append((np.arange(L), ids_a, c_a, wn_a, every))
         if spg > 1:
-            sets.append((np.arange(L), ids_a, _round_to_ranks(wn_a, c_a, Gn, pres_a), wn_a, every))
+            m = _stacking_rows(wn_a, c_a, Gn, N)
+            if m.any():
+                c_ar = c_a.copy()
+                c_ar[m] = _round_to_ranks(wn_a[m], c_a[m], Gn, pres_a[m])
+                sets.append((np.arange(L), ids_a, c_ar, wn_a, every))
         n_node_sets = len(sets)
     if spg > 1:
-        # layers where EPLB stacks two replicas of a hot expert on one rank
-        stack_row = cnt.max(1) > Gn
-        stack_row[stack_row] = ((cnt[stack_row] > Gn) & (cnt[stack_row] % Gn != 0)).any(1)
-        if stack_row.any():
-            # Only node rows that can hold the layer's max matter: those whose own lower bound is
-            # within ROUND_ROW_SLACK of the layer's (the others stay EPLB's).
-            sl = np.flatnonzero(stack_row.reshape(L, N).any(1))
-            r = (sl[:, None] * N + nodes_ar).ravel()
-            row_lb = _set_lower_bound(wn[r], cnt[r], Gn, 1).reshape(-1, N)
-            stack_row[r] &= (row_lb >= (1 - ROUND_ROW_SLACK) * row_lb.max(1, keepdims=True)).ravel()
+        # node rows where EPLB stacks two replicas of a hot expert on one rank
+        stack_row = _stacking_rows(wn, cnt, Gn, N)
         lo = np.flatnonzero(stack_row.reshape(L, N).any(1))
         if lo.size:
             r = (lo[:, None] * N + nodes_ar).ravel()
