@@ -1019,11 +1019,13 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     replicas [L, E], rank_load [L, G], balancedness [L], EPLB's balancedness [L]).
 
     EPLB's layout is computed exactly (it is the candidate to beat and is reported). xds's own count
-    sets (load-driven group placement when a node has room for more groups than EPLB gives it,
-    water-filled counts; counts rounded to whole multiples of the node's ranks) are packed only for
-    the layers where their lower bound beats EPLB's, in the same LPT call as EPLB's replicas. The
-    better candidate per layer then goes through the local search, which only ever lowers a layer's
-    max, so the result is never worse than EPLB's."""
+    sets, per layer the one with the lowest lower bound: a load-driven group placement when a node
+    has room for more groups than EPLB gives it (water-filled counts, always tried), and counts
+    rounded to whole multiples of the node's ranks on the node rows that stack replicas and can hold
+    the layer's max. Only the node rows that differ from EPLB's are packed again, in the same LPT
+    call as EPLB's replicas; a layer takes them when its max with them beats EPLB's. The local
+    search then only ever lowers a layer's max, and a guard hands back EPLB's layout for any layer
+    not strictly better, so the result is never worse than EPLB's."""
     L, E = w.shape
     spg = P // G
     gs = E // K
