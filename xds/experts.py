@@ -1025,7 +1025,8 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     the layer's max. Only the node rows that differ from EPLB's are packed again, in the same LPT
     call as EPLB's replicas; a layer takes them when its max with them beats EPLB's. The local
     search then only ever lowers a layer's max, and a guard hands back EPLB's layout for any layer
-    not strictly better, so the result is never worse than EPLB's."""
+    whose balancedness still came out above EPLB's (by rounding of the mean), so the result is
+    never worse than EPLB's."""
     L, E = w.shape
     spg = P // G
     gs = E // K
