@@ -523,7 +523,6 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
     cmask = np.int64((1 << cb) - 1)
     inf = np.float32(np.inf)
     ok = np.zeros(R * G, dtype=bool)
-    okr = ok.reshape(R, G)
     # Zero-weight items (sorted last) are placed in closed form after the loop: the loop places the
     # positive ones only (a zero ends every run, so a row with many would take a step per item).
     left = (sw.reshape(R, width)[:, :n] > 0).sum(1)
@@ -762,27 +761,34 @@ def _inverse(perm: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 def _eplb_prepare(w32: np.ndarray, P: int, K: int, N: int, G: int):
     """EPLB up to its last packing: group packing onto nodes and greedy replication per node. Returns
-    (mlog2log [L, E], phy2mlog [L*N, P/N], tokens_per_phy float32 [L*N, P/N], G/N)."""
+    (mlog2log [L, E], phy2mlog [L*N, P/N], tokens_per_phy float32 [L*N, P/N], G/N, replica count of
+    each node-major expert [L*N, E/N]). Built with flat indices; the values are EPLB's exactly."""
     if K % N:
         K, N = 1, 1
     L, E = w32.shape
     gs = E // K
     gpn = K // N
-    tokens_per_group = w32.reshape(L, K, gs).sum(-1)
-    gpi, grp = _lpt_pack(tokens_per_group, N)
-    log2mlog = (((gpi * gpn + grp) * gs)[..., None] + np.arange(gs, dtype=np.int64)).reshape(L, -1)
-    mlog2log = _inverse(log2mlog)
-    tokens_per_mlog = np.take_along_axis(w32, mlog2log, -1).reshape(-1, E // N)
+    En = E // N
+    R = L * N
+    gpi, grp = _lpt_pack(w32.reshape(L, K, gs).sum(-1), N)
+    mg2g = np.empty(L * K, dtype=np.int64)             # group at each node-major group position
+    mg2g[(gpi * gpn + grp + (np.arange(L, dtype=np.int64) * K)[:, None]).ravel()] = np.tile(
+        np.arange(K, dtype=np.int64), L)
+    mlog2log = (mg2g[:, None] * gs + np.arange(gs, dtype=np.int64)).reshape(L, E)
+    tokens_per_mlog = w32.ravel()[(mlog2log + (np.arange(L, dtype=np.int64) * E)[:, None]).ravel()]
+    tokens_per_mlog = tokens_per_mlog.reshape(R, En)
     mlogcnt, picks = _greedy_replicas(tokens_per_mlog, P // N)
-    phy2mlog = np.concatenate(
-        [np.broadcast_to(np.arange(E // N, dtype=np.int64), (L * N, E // N)), picks], axis=1)
-    tokens_per_phy = np.take_along_axis(tokens_per_mlog / mlogcnt.astype(np.float32), phy2mlog, -1)
-    return mlog2log, phy2mlog, tokens_per_phy, G // N
+    phy2mlog = np.concatenate([np.broadcast_to(np.arange(En, dtype=np.int64), (R, En)), picks], axis=1)
+    # the node's experts in order, then the redundant picks
+    per_rep = tokens_per_mlog / mlogcnt.astype(np.float32)
+    pf = (picks + np.arange(R, dtype=np.int64)[:, None] * En).ravel()
+    tokens_per_phy = np.concatenate([per_rep, per_rep.ravel()[pf].reshape(R, -1)], axis=1)
+    return mlog2log, phy2mlog, tokens_per_phy, G // N, mlogcnt
 
 
 def _eplb_finish(prep, pi: np.ndarray, rip: np.ndarray, P: int, G: int) -> np.ndarray:
     """EPLB's ``phy2log`` [L, P] from :func:`_eplb_prepare`'s output and the packing of its replicas."""
-    mlog2log, phy2mlog, _, _ = prep
+    mlog2log, phy2mlog = prep[0], prep[1]
     L, E = mlog2log.shape
     N = phy2mlog.shape[0] // L
     pphy2phy = _inverse(pi * (P // G) + rip)
@@ -1036,30 +1042,19 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     En = E // N                        # experts per node under EPLB
     cap = S // gs                      # groups a node has room for
     R = L * N
-    w32 = w.astype(np.float32)
-    # --- EPLB, bit-exact: groups to nodes (equal count), greedy replicas per node, LPT per node.
-    gpi, grp = _lpt_pack(w32.reshape(L, K, gs).sum(-1), N)
-    mg2g = np.empty(L * K, dtype=np.int64)             # group at each node-major group position
-    mg2g[(gpi * gpn + grp + (np.arange(L, dtype=np.int64) * K)[:, None]).ravel()] = np.tile(
-        np.arange(K, dtype=np.int64), L)
-    mlog2log = (mg2g[:, None] * gs + np.arange(gs, dtype=np.int64)).reshape(R, En)  # global ids
-    rowE = np.repeat(np.arange(L, dtype=np.int64) * E, N)[:, None]
-    gidx = mlog2log + rowE                              # flat index into w
-    tpm = w32.ravel()[gidx]                             # [R, En] float32, as EPLB computes it
-    cnt, picks = _greedy_replicas(tpm, S)
-    # EPLB's physical items per node row: the node's experts in order, then the redundant picks
-    pf = (picks + np.arange(R, dtype=np.int64)[:, None] * En).ravel()
-    t32 = tpm / cnt.astype(np.float32)
-    wn = w.ravel()[gidx]                                # float64 loads of each node row
-    t64 = wn / cnt
-    item32 = np.concatenate([t32, t32.ravel()[pf].reshape(R, -1)], axis=1)
+    # --- EPLB, bit-exact: groups to nodes (equal count), greedy replicas per node; its items per
+    # node row (the node's experts in order, then the redundant picks) are packed below.
+    mlog2log, phy, item32, _, cnt = _eplb_prepare(w.astype(np.float32), P, K, N, G)
+    mlog2log = mlog2log.reshape(R, En)                 # global expert ids per node row
+    wn = w.ravel()[mlog2log + np.repeat(np.arange(L, dtype=np.int64) * E, N)[:, None]]
+    t64 = wn / cnt                                     # float64 loads of each node row, per replica
+    pf = (phy[:, En:] + np.arange(R, dtype=np.int64)[:, None] * En).ravel()
     i64 = np.concatenate([t64, t64.ravel()[pf].reshape(R, -1)], axis=1).ravel()
     gid = np.concatenate([mlog2log, mlog2log.ravel()[pf].reshape(R, -1)], axis=1).ravel()
     # --- xds's count sets, each for some layers: (layers [La], ids, counts, loads [La*N, X], rows
     # that differ from EPLB's [La*N] bool; only those are packed again).
     nodes_ar = np.arange(N, dtype=np.int64)
     sets = []
-    n_node_sets = 0                    # the first sets place groups by load (all rows differ)
     if cap > gpn:
         # a node has room for more groups than EPLB gives it: place groups by load
         ids_a, pres_a, wn_a = _node_rows(w, _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap), N, gs,
@@ -1074,7 +1069,6 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
                 c_ar = c_a.copy()
                 c_ar[m] = _round_to_ranks(wn_a[m], c_a[m], Gn, pres_a[m])
                 sets.append((np.arange(L), ids_a, c_ar, wn_a, every))
-        n_node_sets = len(sets)
     if spg > 1:
         # node rows where EPLB stacks two replicas of a hot expert on one rank
         stack_row = _stacking_rows(wn, cnt, Gn, N)
@@ -1087,10 +1081,9 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
             sets.append((lo, mlog2log[r], c_r, wn[r], sr))
     alt_layers = np.zeros(0, dtype=np.int64)
     if sets:
-        # Per layer, our set with the lowest lower bound (the first wins ties). A load-driven group
-        # placement is always packed too: its bound often ties EPLB's (both at the hot node's mean)
-        # while EPLB's equal-count packing lands well above it. Rounded counts alone are packed
-        # only where their bound beats EPLB's.
+        # Per layer, our set with the lowest lower bound (the first wins ties) is packed even when
+        # that bound only ties EPLB's: both often sit at the hot node's mean while EPLB's packing
+        # lands well above it.
         best_lb = np.full(L, np.inf)
         best_k = np.full(L, -1)
         for k, (lk, _, ck, wk, _) in enumerate(sets):
@@ -1214,7 +1207,7 @@ def balance(loads: Any, slots: int, ranks: int, *, nodes: int = 1, groups: int =
         G_row = prep[3]
         # xds's own count sets per layer: (slot-id map or None, counts, loads)
         extra: list[tuple[np.ndarray | None, np.ndarray, np.ndarray]] = []
-        c_greedy = _replica_counts(prep[1], E)                # EPLB's counts (mlog == log here)
+        c_greedy = prep[4]                                    # EPLB's counts (mlog == log here)
         c_round = _round_to_ranks(w, c_greedy, G, np.ones_like(c_greedy, dtype=bool))
         if not np.array_equal(c_round, c_greedy):
             extra.append((None, c_round, w))
