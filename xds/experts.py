@@ -1055,43 +1055,55 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     # that differ from EPLB's [La*N] bool; only those are packed again).
     nodes_ar = np.arange(N, dtype=np.int64)
     sets = []
+    # Per layer, our set with the lowest lower bound (the first wins ties) is packed even when that
+    # bound only ties EPLB's: both often sit at the hot node's mean while EPLB's packing lands well
+    # above it.
+    best_lb = np.full(L, np.inf)
+    best_k = np.full(L, -1)
+
+    def offer(lk, ids_k, c_k, w_k, diff_k):
+        lbk = _set_lower_bound(w_k, c_k, Gn, N)
+        b = lbk < best_lb[lk]
+        best_lb[lk[b]] = lbk[b]
+        best_k[lk[b]] = len(sets)
+        sets.append((lk, ids_k, c_k, w_k, diff_k))
+
+    def rows_of(layers):
+        return (layers[:, None] * N + nodes_ar).ravel()
+
+    def below_best(wk):
+        # Rounding keeps every node row's total, so a rounded set's bound is at least its highest
+        # node-row mean: only the layers where that is below the best bound so far can pick it.
+        return np.flatnonzero((wk.sum(1) / Gn).reshape(L, N).max(1) < best_lb)
+
     if cap > gpn:
         # a node has room for more groups than EPLB gives it: place groups by load
         ids_a, pres_a, wn_a = _node_rows(w, _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap), N, gs,
                                          cap)
         # float32 keys: these counts are xds's own candidate, not EPLB's, so the fast sort will do
         c_a = _waterfill(wn_a.astype(np.float32), S, pres_a)
-        every = np.ones(R, dtype=bool)
-        sets.append((np.arange(L), ids_a, c_a, wn_a, every))
-        if spg > 1:
-            m = _stacking_rows(wn_a, c_a, Gn, N)
+        offer(np.arange(L), ids_a, c_a, wn_a, np.ones(R, dtype=bool))
+        la = below_best(wn_a) if spg > 1 else np.zeros(0, dtype=np.int64)
+        if la.size:
+            r = rows_of(la)
+            m = _stacking_rows(wn_a[r], c_a[r], Gn, N)
             if m.any():
-                c_ar = c_a.copy()
-                c_ar[m] = _round_to_ranks(wn_a[m], c_a[m], Gn, pres_a[m])
-                sets.append((np.arange(L), ids_a, c_ar, wn_a, every))
-    if spg > 1:
+                c_ar = c_a[r]
+                c_ar[m] = _round_to_ranks(wn_a[r[m]], c_ar[m], Gn, pres_a[r[m]])
+                offer(la, ids_a[r], c_ar, wn_a[r], np.ones(r.size, dtype=bool))
+    le = below_best(wn) if spg > 1 else np.zeros(0, dtype=np.int64)
+    if le.size:
         # node rows where EPLB stacks two replicas of a hot expert on one rank
-        stack_row = _stacking_rows(wn, cnt, Gn, N)
-        lo = np.flatnonzero(stack_row.reshape(L, N).any(1))
-        if lo.size:
-            r = (lo[:, None] * N + nodes_ar).ravel()
-            sr = stack_row[r]
+        stack_row = _stacking_rows(wn[rows_of(le)], cnt[rows_of(le)], Gn, N).reshape(-1, N)
+        hit = stack_row.any(1)
+        if hit.any():
+            lo = le[hit]
+            r = rows_of(lo)
+            sr = stack_row[hit].ravel()
             c_r = cnt[r]
             c_r[sr] = _round_to_ranks(wn[r[sr]], c_r[sr], Gn, np.ones((int(sr.sum()), En), bool))
-            sets.append((lo, mlog2log[r], c_r, wn[r], sr))
-    alt_layers = np.zeros(0, dtype=np.int64)
-    if sets:
-        # Per layer, our set with the lowest lower bound (the first wins ties) is packed even when
-        # that bound only ties EPLB's: both often sit at the hot node's mean while EPLB's packing
-        # lands well above it.
-        best_lb = np.full(L, np.inf)
-        best_k = np.full(L, -1)
-        for k, (lk, _, ck, wk, _) in enumerate(sets):
-            lbk = _set_lower_bound(wk, ck, Gn, N)
-            b = lbk < best_lb[lk]
-            best_lb[lk[b]] = lbk[b]
-            best_k[lk[b]] = k
-        alt_layers = np.flatnonzero(best_k >= 0)
+            offer(lo, mlog2log[r], c_r, wn[r], sr)
+    alt_layers = np.flatnonzero(best_k >= 0)
     alt_rows = np.zeros(0, dtype=np.int64)                 # node row (of R) each packed alt row replaces
     if alt_layers.size:
         # Only the layers where one of our sets can beat EPLB are packed a second time, and of
