@@ -278,6 +278,20 @@ def test_run_packing_matches_eplb_on_heavy_tailed_rows_with_cold_experts():
         assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
 
 
+def test_two_items_per_pack_closed_form_matches_eplb_with_ties_and_zeros():
+    # Two items per pack (EPLB's group packing with 8 groups on 4 nodes) is solved in closed form when
+    # every pack's first item is positive; equal weights must still go to the lowest pack index, and
+    # rows with a zero among the first items must take the general packing.
+    rng = np.random.default_rng(5)
+    for G in [1, 2, 3, 4, 8]:
+        for w in [rng.integers(1, 4, (60, 2 * G)), rng.integers(0, 3, (60, 2 * G)),
+                  1 + rng.integers(0, 3, (60, 2 * G)) * 2.0 ** -22]:
+            w = w.astype(np.float32)
+            pi, rip = ref.balanced_packing(w, G)
+            got_pi, got_rip = _lpt_pack(w, G)
+            assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
+
+
 @settings(max_examples=120, deadline=None)
 @given(st.data())
 def test_closed_form_replication_is_exactly_eplbs_greedy(data):

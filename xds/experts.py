@@ -430,6 +430,11 @@ def _lpt_pack(weight: np.ndarray, num_packs: int) -> tuple[np.ndarray, np.ndarra
     if per == 1:
         return (np.broadcast_to(np.arange(n, dtype=np.int64), (R, n)).copy(),
                 np.zeros((R, n), dtype=np.int64))
+    if per == 2:
+        order = _argsort_desc(weight)
+        head = np.take_along_axis(weight, order[:, :G], 1)
+        if (head[:, -1] > 0).all():
+            return _lpt_pack_two(order, head)
     if weight.dtype == np.float32 and 31 + max(int(G - 1).bit_length(), 1) + int(per).bit_length() <= 63:
         return _lpt_pack_keyed(weight, G)
     order = _argsort_desc(weight)
@@ -481,6 +486,24 @@ def _lpt_pack(weight: np.ndarray, num_packs: int) -> tuple[np.ndarray, np.ndarra
     np.put_along_axis(pack_index, order, chosen[:, :n], 1)
     np.put_along_axis(rank_in_pack, order, rip[:, :n], 1)
     return pack_index, rank_in_pack
+
+
+def _lpt_pack_two(order: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_lpt_pack` with two items per pack, in closed form. ``order`` [R, 2G] is the items in
+    packing order, ``head`` [R, G] the weights of the first G, all positive. Those G open packs 0..G-1
+    (every pack is empty, so the lowest index wins). A pack that takes a second item is full, so the
+    open packs' weights no longer change: the last G items go to the packs in ascending (weight,
+    index) order, a stable sort of ``head``."""
+    R, G = head.shape
+    chosen = np.empty((R, 2 * G), dtype=np.int64)
+    chosen[:, :G] = np.arange(G, dtype=np.int64)
+    chosen[:, G:] = np.argsort(head, axis=1, kind="stable")
+    flat = (order + (np.arange(R, dtype=np.int64) * (2 * G))[:, None]).ravel()
+    pack_index = np.empty(R * 2 * G, dtype=np.int64)
+    pack_index[flat] = chosen.ravel()
+    rank_in_pack = np.empty(R * 2 * G, dtype=np.int64)
+    rank_in_pack[flat] = np.tile(np.repeat(np.array([0, 1], dtype=np.int64), G), R)
+    return pack_index.reshape(R, 2 * G), rank_in_pack.reshape(R, 2 * G)
 
 
 def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]:
