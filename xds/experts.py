@@ -1099,8 +1099,9 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         # node-row mean: only the layers where that is below the best bound so far can pick it.
         return np.flatnonzero((wk.sum(1) / Gn).reshape(L, N).max(1) < best_lb)
 
-    if cap > gpn:
-        # a node has room for more groups than EPLB gives it: place groups by load
+    if cap > gpn and K > N:
+        # A node has room for more groups than EPLB gives it: place groups by load. (With as many
+        # groups as nodes every node still holds exactly one, as in EPLB: nothing to gain.)
         ids_a, pres_a, wn_a = _node_rows(w, _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap), N, gs,
                                          cap)
         # float32 keys: these counts are xds's own candidate, not EPLB's, so the fast sort will do
@@ -1182,7 +1183,7 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         load_a, sid_a = load_a.reshape(spg, Ra * Gn), sid_a.reshape(spg, Ra * Gn)
         cand = rank_e.reshape(R, Gn).max(1)
         cand[alt_rows] = load_a.sum(0).reshape(Ra, Gn).max(1)
-        take = (cand.reshape(L, N).max(1) < rank_e.max(1))[alt_rows // N]
+        take = (cand.reshape(L, N).max(1) < rank_e.max(1) * (1 - 1e-12))[alt_rows // N]
         if take.any():
             ar_g = np.arange(Gn, dtype=np.int64)
             src_c = (np.flatnonzero(take)[:, None] * Gn + ar_g).ravel()
