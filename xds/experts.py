@@ -1025,7 +1025,8 @@ def _stacking_rows(wn: np.ndarray, c: np.ndarray, ranks: int, nodes: int) -> np.
     multiple of them (two land on one rank), among the rows that can hold their layer's max: own
     lower bound within ROUND_ROW_SLACK of the layer's highest. Only those are worth rounding."""
     rows = c.max(1) > ranks
-    rows[rows] = ((c[rows] > ranks) & (c[rows] % ranks != 0)).any(1)
+    cr = c[rows]
+    rows[rows] = ((cr > ranks) & (cr % ranks != 0)).any(1)
     if rows.any():
         sl = np.flatnonzero(rows.reshape(-1, nodes).any(1))
         r = (sl[:, None] * nodes + np.arange(nodes)).ravel()
@@ -1037,8 +1038,8 @@ def _stacking_rows(wn: np.ndarray, c: np.ndarray, ranks: int, nodes: int) -> np.
 def _set_lower_bound(wn: np.ndarray, c: np.ndarray, ranks: int, nodes: int) -> np.ndarray:
     """Lower bound on a layer's max rank load for a count set, per layer: a rank carries at least its
     node's mean, and an expert with c replicas on ``ranks`` ranks puts ceil(c / ranks) of them on one
-    rank. ``wn``/``c`` [L*nodes, X] per node row."""
-    per_rep = np.where(c > 0, wn / np.maximum(c, 1), 0.0) * -(-c // ranks)
+    rank. ``wn``/``c`` [L*nodes, X] per node row; ``wn`` is 0 wherever ``c`` is (absent experts)."""
+    per_rep = wn / np.maximum(c, 1) * ((c + (ranks - 1)) // ranks)
     lb = np.maximum(wn.sum(1) / ranks, per_rep.max(1))
     return lb.reshape(-1, nodes).max(1)
 
