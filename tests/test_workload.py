@@ -268,6 +268,17 @@ def test_bad_rows_name_file_and_line(name, line, text):
     assert "\n" not in str(err) and str(err).startswith(str(path))
 
 
+def test_bare_carriage_return_in_a_quoted_csv_line_is_a_located_error(tmp_path):
+    # found by the fuzz test: csv raised its own error for an old-Mac line ending inside a quote
+    for text, line in [('\r"\n', 1), ('TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03\r,"1",2\n', 2)]:
+        path = tmp_path / "cr.csv"
+        path.write_text(text, newline="")
+        with pytest.raises(XdsError) as ei:
+            read_trace(path)
+        assert ei.value.file == str(path) and ei.value.where == f"line {line}"
+        assert "not a valid CSV line" in ei.value.message
+
+
 def test_bad_lengths_row():
     with pytest.raises(XdsError) as ei:
         read_trace(BAD / "lengths_zero_output.csv", rate_rps=1.0)

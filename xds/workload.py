@@ -225,10 +225,14 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield lineno, text
 
 
-def _split_csv(text: str) -> list[str]:
+def _split_csv(text: str, path: Path, lineno: int) -> list[str]:
     # Fast path for the common unquoted case; csv handles quoted fields (a quoted model name).
     if '"' in text:
-        return next(csv.reader([text]))
+        try:
+            return next(csv.reader([text]))
+        except csv.Error as exc:         # e.g. a bare carriage return inside a quoted line
+            raise XdsError(f"not a valid CSV line ({exc}); expected comma-separated fields, "
+                           "quoted with \" where needed", file=str(path), where=f"line {lineno}") from None
     return text.split(",")
 
 
@@ -286,7 +290,7 @@ def _header(path: Path, lines: Iterator[tuple[int, str]]) -> tuple[int, list[str
         lineno, text = next(lines)
     except StopIteration:
         raise XdsError("trace file is empty", file=str(path)) from None
-    return lineno, [c.strip() for c in _split_csv(text)]
+    return lineno, [c.strip() for c in _split_csv(text, path, lineno)]
 
 
 def _col(cols: list[str], name: str, path: Path, fmt: str) -> int:
@@ -343,7 +347,7 @@ def _read_azure(path: Path) -> Workload:
     whole, frac, inp, out = array("q"), array("d"), array("q"), array("q")
     days: dict[str, int] = {}
     for lineno, text in lines:
-        row = _split_csv(text)
+        row = _split_csv(text, path, lineno)
         try:
             if len(row) < need:
                 raise ValueError
@@ -395,7 +399,7 @@ def _read_burstgpt(path: Path) -> Workload:
     ts, inp, out = array("d"), array("q"), array("q")
     skipped = 0
     for lineno, text in lines:
-        row = _split_csv(text)
+        row = _split_csv(text, path, lineno)
         try:
             if len(row) < need:
                 raise ValueError
@@ -443,7 +447,7 @@ def _read_int_column(path: Path, column: str, *, lo: int, hi: int) -> np.ndarray
     i = _col(cols, column, path, "length CSV")
     vals = array("q")
     for lineno, text in lines:
-        row = _split_csv(text)
+        row = _split_csv(text, path, lineno)
         try:
             v = int(row[i])
             if not lo <= v <= hi:
@@ -463,7 +467,7 @@ def _read_lengths(path: Path) -> tuple[np.ndarray, np.ndarray]:
     i_out = _col(cols, "num_decode_tokens", path, "length CSV")
     inp, out = array("q"), array("q")
     for lineno, text in lines:
-        row = _split_csv(text)
+        row = _split_csv(text, path, lineno)
         try:
             a = int(row[i_in])
             b = int(row[i_out])
@@ -602,11 +606,11 @@ def detect_format(path: str | Path) -> str:
     """Guess the trace format from its first line (and extension): one of ``FORMATS``."""
     p = Path(path)
     _check_file(p)
-    for _, text in _lines(p):
+    for lineno, text in _lines(p):
         stripped = text.lstrip()
         if stripped.startswith("{") or p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             return "mooncake"
-        cols = {c.strip() for c in _split_csv(text)}
+        cols = {c.strip() for c in _split_csv(text, p, lineno)}
         if {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} <= cols:
             return "azure"
         if {"Timestamp", "Request tokens", "Response tokens"} <= cols:
