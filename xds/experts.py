@@ -1050,10 +1050,12 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
 
     EPLB's layout is computed exactly (it is the candidate to beat and is reported). xds's own count
     sets, per layer the one with the lowest lower bound: a load-driven group placement when a node
-    has room for more groups than EPLB gives it (water-filled counts, always tried), and counts
-    rounded to whole multiples of the node's ranks on the node rows that stack replicas and can hold
-    the layer's max. Only the node rows that differ from EPLB's are packed again, in the same LPT
-    call as EPLB's replicas; a layer takes them when its max with them beats EPLB's. The local
+    has room for more groups than EPLB gives it and there are more groups than nodes (water-filled
+    counts, always tried), and counts rounded to whole multiples of the node's ranks on the node
+    rows that stack replicas and can hold the layer's max (only for layers where that can still
+    lower the bound). Only the node rows that differ from EPLB's are packed again, in the same LPT
+    call as EPLB's replicas; a layer takes them when its max with them beats EPLB's (by more than
+    rounding). The local
     search then only ever lowers a layer's max, and a guard hands back EPLB's layout for any layer
     whose balancedness still came out above EPLB's (by rounding of the mean), so the result is
     never worse than EPLB's."""
