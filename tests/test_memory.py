@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -12,7 +13,6 @@ import xds.memory as memory
 
 
 def _applied_in_fresh_process(env_value: str | None) -> str:
-    import os
     env = dict(os.environ)
     env.pop("XDS_MALLOC_TUNING", None)
     if env_value is not None:

@@ -1121,7 +1121,8 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     le = below_best(wn) if spg > 1 else np.zeros(0, dtype=np.int64)
     if le.size:
         # node rows where EPLB stacks two replicas of a hot expert on one rank
-        stack_row = _stacking_rows(wn[rows_of(le)], cnt[rows_of(le)], Gn, N).reshape(-1, N)
+        r = rows_of(le)
+        stack_row = _stacking_rows(wn[r], cnt[r], Gn, N).reshape(-1, N)
         hit = stack_row.any(1)
         if hit.any():
             lo = le[hit]
