@@ -1051,7 +1051,7 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     EPLB's layout is computed exactly (it is the candidate to beat and is reported). xds's own count
     sets, per layer the one with the lowest lower bound: a load-driven group placement when a node
     has room for more groups than EPLB gives it and there are more groups than nodes (water-filled
-    counts, always tried), and counts rounded to whole multiples of the node's ranks on the node
+    counts, on the layers where its lower bound beats EPLB's), and counts rounded to whole multiples of the node's ranks on the node
     rows that stack replicas and can hold the layer's max (only for layers where that can still
     lower the bound). Only the node rows that differ from EPLB's are packed again, in the same LPT
     call as EPLB's replicas; a layer takes them when its max with them beats EPLB's (by more than
@@ -1087,8 +1087,9 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     best_lb = np.full(L, np.inf)
     best_k = np.full(L, -1)
 
-    def offer(lk, ids_k, c_k, w_k, diff_k):
-        lbk = _set_lower_bound(w_k, c_k, Gn, N)
+    def offer(lk, ids_k, c_k, w_k, diff_k, lbk=None):
+        if lbk is None:
+            lbk = _set_lower_bound(w_k, c_k, Gn, N)
         b = lbk < best_lb[lk]
         best_lb[lk[b]] = lbk[b]
         best_k[lk[b]] = len(sets)
@@ -1109,8 +1110,15 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
                                          cap)
         # float32 keys: these counts are xds's own candidate, not EPLB's, so the fast sort will do
         c_a = _waterfill(wn_a.astype(np.float32), S, pres_a)
-        offer(np.arange(L), ids_a, c_a, wn_a, np.ones(R, dtype=bool))
-        la = below_best(wn_a) if spg > 1 else np.zeros(0, dtype=np.int64)
+        # Packed only on the layers where its bound beats EPLB's: where the two tie, EPLB's packing
+        # already lands close to the bound and the re-pack did not win (measured), so packing it
+        # there only cost time. Elsewhere its bound still bars the weaker rounded sets below.
+        lb_a = _set_lower_bound(wn_a, c_a, Gn, N)
+        la = np.flatnonzero(lb_a < _set_lower_bound(wn, cnt, Gn, N))
+        r = rows_of(la)
+        offer(la, ids_a[r], c_a[r], wn_a[r], np.ones(r.size, dtype=bool), lb_a[la])
+        np.minimum(best_lb, lb_a, out=best_lb)
+        la = np.intersect1d(below_best(wn_a), la) if spg > 1 else np.zeros(0, dtype=np.int64)
         if la.size:
             r = rows_of(la)
             m = _stacking_rows(wn_a[r], c_a[r], Gn, N)
