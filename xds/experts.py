@@ -716,6 +716,13 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
             kth = np.where((red >= 1) & (red <= present.sum(1)),
                            srt[np.arange(R), np.clip(E - red, 0, E - 1)], 0.0)
         level = np.maximum(level, kth)
+    # A third, tighter one: with H the experts at or above that bound, sum over H of floor(w / t)
+    # exceeds sum over H of (w / t - 1), which is red at t = sum_H w / (red + |H|); so at least red
+    # keys are >= t and the last pick is too. It brings the candidates down to about red + |H| / 2.
+    hot = w64 >= level[:, None]
+    if not everyone:
+        hot &= present
+    level = np.maximum(level, np.where(hot, w64, 0.0).sum(1) / np.maximum(red + hot.sum(1), 1))
     level *= 1 - 1e-6                            # margin covers float32 rounding of the keys
     f32 = w.dtype == np.float32
     # float32 keys below ~2e-31 lose relative precision (denormals): such rows take the loop
@@ -726,7 +733,8 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
         hot &= present
     hot = np.flatnonzero(hot & good[:, None])
     hrow = hot // E
-    kc = np.minimum(np.floor(w64.ravel()[hot] / safe.ravel()[hrow]) + 1, red[hrow]).astype(np.int64)
+    # k-th extra replica's key is w / k: only k <= w / level can reach the last pick
+    kc = np.minimum(np.floor(w64.ravel()[hot] / safe.ravel()[hrow]), red[hrow]).astype(np.int64)
     eb = max(int(E - 1).bit_length(), 1)
     rb = max(int(R - 1).bit_length(), 1)
     counts = present.astype(np.int64)
