@@ -989,7 +989,8 @@ def _assign_groups(gw: np.ndarray, N: int, cap: int) -> np.ndarray:
     """Groups to nodes by load, *not* with an equal count per node: each group (heaviest first) goes
     to the lightest node with room (at most ``cap`` groups), keeping one group for every still-empty
     node. A node holding a hot group thus takes fewer groups and keeps more of its fixed P/N slots for
-    replicas. ``gw`` [L, K] group loads. Returns node of each group, int64 [L, K]."""
+    replicas. ``gw`` [L, K] group loads. Returns the node of each group, int64 [L, K], and each
+    node's load [L, N] (float64, summed in placement order)."""
     L, K = gw.shape
     order = np.argsort(-gw, axis=1, kind="stable")
     rows = np.arange(L)
@@ -1005,26 +1006,22 @@ def _assign_groups(gw: np.ndarray, N: int, cap: int) -> np.ndarray:
         node_of[rows, g] = p
         node_w[rows, p] += gw[rows, g]
         node_n[rows, p] += 1
-    return node_of
+    return node_of, node_w
 
 
 def _node_rows(w: np.ndarray, node_of: np.ndarray, N: int, gs: int, cap: int):
     """Per-node expert lists: returns (ids [L*N, cap*gs] global expert ids, padded with 0; present
     mask; loads)."""
     L, K = node_of.shape
-    # sort groups by node (stable) and lay each node's groups out in its row
-    order = np.argsort(node_of, axis=1, kind="stable")                  # groups grouped by node
-    node_sorted = np.take_along_axis(node_of, order, 1)
-    cnt = np.zeros((L, N), dtype=np.int64)
-    np.add.at(cnt, (np.repeat(np.arange(L), K), node_of.ravel()), 1)
-    start = np.cumsum(cnt, axis=1) - cnt
-    pos_in_node = np.arange(K)[None, :] - np.take_along_axis(start, node_sorted, 1)
+    # each group's place in its node's row: groups of a node in index order
+    onehot = node_of[:, :, None] == np.arange(N)
+    pos = (np.cumsum(onehot, axis=1) - 1)[onehot]                       # [L*K], (layer, group) order
     gid = np.full((L, N, cap), -1, dtype=np.int64)
-    gid[np.repeat(np.arange(L), K), node_sorted.ravel(), pos_in_node.ravel()] = order.ravel()
+    gid[np.repeat(np.arange(L), K), node_of.ravel(), pos] = np.tile(np.arange(K), L)
     present_g = gid >= 0
     ids = (np.where(present_g, gid, 0)[..., None] * gs + np.arange(gs)).reshape(L * N, cap * gs)
     present = np.repeat(present_g, gs, axis=2).reshape(L * N, cap * gs)
-    wl = np.take_along_axis(np.repeat(w, N, axis=0), ids, 1)
+    wl = w.ravel()[ids + np.repeat(np.arange(L, dtype=np.int64) * w.shape[1], N)[:, None]]
     return ids, present, np.where(present, wl, 0.0)
 
 
@@ -1114,26 +1111,34 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     if cap > gpn and K > N:
         # A node has room for more groups than EPLB gives it: place groups by load. (With as many
         # groups as nodes every node still holds exactly one, as in EPLB: nothing to gain.)
-        ids_a, pres_a, wn_a = _node_rows(w, _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap), N, gs,
-                                         cap)
-        # float32 keys: these counts are xds's own candidate, not EPLB's, so the fast sort will do
-        c_a = _waterfill(wn_a.astype(np.float32), S, pres_a)
-        # Packed only on the layers where its bound beats EPLB's: where the two tie, EPLB's packing
-        # already lands close to the bound and the re-pack did not win (measured), so packing it
-        # there only cost time. Elsewhere its bound still bars the weaker rounded sets below.
-        lb_a = _set_lower_bound(wn_a, c_a, Gn, N)
-        la = np.flatnonzero(lb_a < _set_lower_bound(wn, cnt, Gn, N))
-        r = rows_of(la)
-        offer(la, ids_a[r], c_a[r], wn_a[r], np.ones(r.size, dtype=bool), lb_a[la])
-        np.minimum(best_lb, lb_a, out=best_lb)
-        la = np.intersect1d(below_best(wn_a), la) if spg > 1 else np.zeros(0, dtype=np.int64)
-        if la.size:
-            r = rows_of(la)
-            m = _stacking_rows(wn_a[r], c_a[r], Gn, N)
-            if m.any():
-                c_ar = c_a[r]
-                c_ar[m] = _round_to_ranks(wn_a[r[m]], c_ar[m], Gn, pres_a[r[m]])
-                offer(la, ids_a[r], c_ar, wn_a[r], np.ones(r.size, dtype=bool))
+        node_of, node_w = _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap)
+        lb_e = _set_lower_bound(wn, cnt, Gn, N)
+        # A rank carries at least its node's mean: only the layers where that bound is below EPLB's
+        # can win, so only their node rows are built and water-filled (the margin covers group
+        # sums against expert sums). Elsewhere it bars the weaker rounded sets below.
+        mean_a = node_w.max(1) / Gn
+        near = mean_a < lb_e * (1 + 1e-9)
+        lp = np.flatnonzero(near)
+        best_lb[~near] = mean_a[~near]
+        if lp.size:
+            ids_a, pres_a, wn_a = _node_rows(w[lp], node_of[lp], N, gs, cap)
+            # float32 keys: these counts are xds's own candidate, not EPLB's, so the fast sort will do
+            c_a = _waterfill(wn_a.astype(np.float32), S, pres_a)
+            # Packed only on the layers where its bound beats EPLB's: where the two tie, EPLB's
+            # packing already lands close to the bound and the re-pack did not win (measured).
+            lb_a = _set_lower_bound(wn_a, c_a, Gn, N)
+            win = np.flatnonzero(lb_a < lb_e[lp])
+            r = rows_of(win)                                     # rows of lp's node-row arrays
+            offer(lp[win], ids_a[r], c_a[r], wn_a[r], np.ones(r.size, dtype=bool), lb_a[win])
+            best_lb[lp] = np.minimum(best_lb[lp], lb_a)
+            if spg > 1:
+                win = win[(wn_a[r].sum(1) / Gn).reshape(-1, N).max(1) < best_lb[lp[win]]]
+                r = rows_of(win)
+                m = _stacking_rows(wn_a[r], c_a[r], Gn, N)
+                if m.any():
+                    c_ar = c_a[r]
+                    c_ar[m] = _round_to_ranks(wn_a[r[m]], c_ar[m], Gn, pres_a[r[m]])
+                    offer(lp[win], ids_a[r], c_ar, wn_a[r], np.ones(r.size, dtype=bool))
     le = below_best(wn) if spg > 1 else np.zeros(0, dtype=np.int64)
     if le.size:
         # node rows where EPLB stacks two replicas of a hot expert on one rank
