@@ -13,7 +13,8 @@ from hypothesis import given, settings, strategies as st
 from xds.cli import app
 from xds.errors import XdsError
 from xds.experts import (
-    _eplb_layout, _greedy_loop, _greedy_replicas, _lpt_pack, balance, balancedness, expected_balancedness, synthetic_loads,
+    _eplb_layout, _greedy_loop, _greedy_replicas, _lpt_pack, _round_to_ranks, balance, balancedness,
+    expected_balancedness, synthetic_loads,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -312,6 +313,39 @@ def test_closed_form_replication_is_exactly_eplbs_greedy(data):
     c_fast, p_fast = _greedy_replicas(w, S2, present)
     assert np.array_equal(c_fast, c_loop) and np.array_equal(p_fast, p_loop)
     assert (c_fast.sum(1) == S2).all() and (c_fast[~present] == 0).all()
+
+
+def _round_to_ranks_one_at_a_time(w, c, ranks, present):
+    """Reference for _round_to_ranks: round stacking counts down to multiples of ``ranks``, then give
+    each freed replica to the eligible expert (present, not rounded, fewer than ``ranks``) with the
+    highest w / count, lowest index on ties; with none eligible, to the rounded experts the same way."""
+    c = c.copy()
+    over = (c > ranks) & (c % ranks != 0)
+    free = np.where(over, c % ranks, 0).sum(1)
+    c = np.where(over, c // ranks * ranks, c)
+    for r in range(c.shape[0]):
+        for _ in range(int(free[r])):
+            elig = present[r] & ~over[r] & (c[r] < ranks)
+            pool = elig if elig.any() else present[r] & over[r]
+            key = np.where(pool, w[r] / np.maximum(c[r], 1), -np.inf)
+            c[r, int(np.argmax(key))] += 1
+    return c
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_rounded_counts_are_the_one_at_a_time_greedy(data):
+    R = data.draw(st.integers(1, 4))
+    E = data.draw(st.sampled_from([1, 3, 9, 40]))
+    ranks = data.draw(st.integers(1, 8))
+    w = np.array(data.draw(st.lists(st.integers(0, data.draw(st.sampled_from([3, 1000]))),
+                                    min_size=R * E, max_size=R * E)), dtype=float).reshape(R, E)
+    present = np.array(data.draw(st.lists(st.booleans(), min_size=R * E, max_size=R * E))).reshape(R, E)
+    c = np.array(data.draw(st.lists(st.integers(1, 3 * ranks + 2), min_size=R * E, max_size=R * E)))
+    c = np.where(present, c.reshape(R, E), 0)
+    got = _round_to_ranks(w, c, ranks, present)
+    assert np.array_equal(got, _round_to_ranks_one_at_a_time(w, c, ranks, present))
+    assert np.array_equal(got.sum(1), c.sum(1))          # replicas are moved, never lost
 
 
 def test_eplb_fast_path_is_bit_exact_on_benchmark_shapes():
