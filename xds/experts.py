@@ -1140,9 +1140,11 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         # groups as nodes every node still holds exactly one, as in EPLB: nothing to gain.)
         node_of, node_w = _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap)
         lb_e = _set_lower_bound(wn, cnt, Gn, N)
-        # A rank carries at least its node's mean: only the layers where that bound is below EPLB's
-        # can win, so only their node rows are built and water-filled (the margin covers group
-        # sums against expert sums). Elsewhere it bars the weaker rounded sets below.
+        # A rank carries at least its node's mean: a layer where that bound is above EPLB's cannot
+        # win, so only the others get node rows and water-filled counts. Ties stay in (the margin
+        # covers group sums against expert sums): EPLB's max may sit on another node than the
+        # hottest one, which this placement can fix. Elsewhere the bound bars the weaker rounded
+        # sets below.
         mean_a = node_w.max(1) / Gn
         near = mean_a < lb_e * (1 + 1e-9)
         lp = np.flatnonzero(near)
