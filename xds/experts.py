@@ -851,13 +851,7 @@ def _waterfill(w: np.ndarray, S: int, present: np.ndarray | None = None) -> np.n
 def _round_to_ranks(w: np.ndarray, c: np.ndarray, ranks: int, present: np.ndarray) -> np.ndarray:
     """Variant counts: an expert with more replicas than ranks but not a whole multiple of them
     necessarily stacks an extra replica on some rank; round it down to a multiple of ``ranks`` and
-    give the freed replicas (greedily, by per-replica load) to experts with fewer than ``ranks``.
-
-    Greedy one replica at a time (the expert with the highest ``w / count``, lowest index on ties;
-    an expert stops at ``ranks``; once none is left the rounded experts take the rest the same way)
-    in closed form: an expert's keys ``w / k`` only fall as it gains replicas, so greedy takes the
-    largest (key, then lowest expert) pairs. Only pairs at or above the row's F-th largest first key
-    (F replicas to give) can be taken, so only those are generated."""
+    give the freed replicas (greedily, by per-replica load) to experts with fewer than ``ranks``."""
     c = c.copy()
     over = (c > ranks) & (c % ranks != 0)
     if not over.any():
@@ -865,52 +859,31 @@ def _round_to_ranks(w: np.ndarray, c: np.ndarray, ranks: int, present: np.ndarra
     rounded = np.where(over, (c // ranks) * ranks, c)
     free = (c - rounded).sum(1)
     c = rounded
+    # one replica per row and step, only on the rows with replicas to give (same picks as giving
+    # them one at a time to the whole matrix)
     rows = np.flatnonzero(free > 0)
-    W, C, F = w[rows].astype(np.float64), c[rows], free[rows]
-    E = W.shape[1]
-    elig = present[rows] & ~over[rows] & (C < ranks)
-    room = np.where(elig, ranks - C, 0)                    # replicas each eligible expert can take
-    give = np.minimum(F, room.sum(1))                      # to eligible experts; the rest go back
-    add = _top_pairs(W, C, room, give)
-    back = F - give
-    if back.any():
-        # nobody eligible left: the rounded experts take the rest, most loaded per replica first
-        bk = present[rows] & over[rows]
-        add += _top_pairs(W, C + add, np.where(bk, back[:, None], 0), back)
-    c[rows] = C + add
+    W, C, F = w[rows], c[rows], free[rows]
+    elig0 = present[rows] & ~over[rows]
+    back0 = present[rows] & over[rows]
+    # each eligible expert's per-replica load, kept up to date entry by entry
+    key = np.where(elig0 & (C < ranks), W / np.maximum(C, 1), -np.inf)
+    while True:
+        act = np.flatnonzero(F > 0)
+        if not act.size:
+            break
+        e = key[act].argmax(axis=1)
+        none = np.isneginf(key[act, e])
+        if none.any():
+            # nobody eligible: give the replica back to the most loaded rounded expert
+            a = act[none]
+            e[none] = np.where(back0[a], W[a] / np.maximum(C[a], 1), -np.inf).argmax(axis=1)
+        C[act, e] += 1
+        F[act] -= 1
+        ce = C[act, e]
+        key[act, e] = np.where(elig0[act, e] & (ce < ranks), W[act, e] / ce, -np.inf)
+    c[rows] = C
     return c
 
-
-def _top_pairs(W: np.ndarray, C: np.ndarray, room: np.ndarray, F: np.ndarray) -> np.ndarray:
-    """Replicas each expert gains when ``F`` [R] are given one at a time to the expert with the highest
-    ``W / count`` (lowest index on ties), expert e taking at most ``room[r, e]``. ``W`` float64,
-    ``C`` (>= 1 where room > 0) and ``room`` int [R, E]. Returns int64 [R, E]."""
-    R, E = W.shape
-    add = np.zeros((R, E), dtype=np.int64)
-    if not F.any():
-        return add
-    key1 = np.where(room > 0, W / np.maximum(C, 1), -np.inf)
-    # the F-th largest first key bounds the F-th largest pair key from below (0 if fewer experts)
-    srt = np.sort(key1, axis=1)
-    kth = srt[np.arange(R), np.clip(E - F, 0, E - 1)]
-    bound = np.where((F >= 1) & (F <= (room > 0).sum(1)) & np.isfinite(kth), kth, 0.0) * (1 - 1e-12)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kmax = np.where(bound[:, None] > 0, np.floor(W / bound[:, None]), np.inf)
-    n = np.clip(np.minimum(kmax, C + room - 1) - C + 1, 0, room).astype(np.int64)
-    n[F == 0] = 0
-    flat = np.flatnonzero(n)
-    cnt = n.ravel()[flat]
-    src = np.repeat(flat, cnt)
-    k = np.arange(src.size) - np.repeat(np.cumsum(cnt) - cnt, cnt) + C.ravel()[src]
-    key = W.ravel()[src] / np.maximum(k, 1)
-    row, e = src // E, src % E
-    o = np.lexsort((k, e, -key, row))
-    row, src = row[o], src[o]
-    per_row = np.bincount(row, minlength=R)
-    pos = np.arange(src.size) - (np.cumsum(per_row) - per_row)[row]
-    take = pos < F[row]
-    np.add.at(add.ravel(), src[take], 1)
-    return add
 
 def _items_from_counts(c: np.ndarray) -> np.ndarray:
     """Expand counts [R, E] (rows summing to the same S) into item expert indices [R, S]."""
