@@ -384,3 +384,18 @@ def test_node_local_result_is_self_consistent_and_keyed_packing_matches_generic(
     a = _lpt_pack(x, 8)
     b = _lpt_pack(x.astype(np.float64), 8)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_float64_denormal_loads_replicate_as_the_loop():
+    # keys in the denormal range round by whole units, so the closed form's margin vanishes there
+    w = np.array([[1.5e-323, 1e-323]])
+    assert np.array_equal(_greedy_replicas(w, 4)[0], [[3, 1]])
+    assert np.array_equal(_greedy_replicas(w, 4)[0], _greedy_loop(w, 4, np.ones(w.shape, bool))[0])
+
+
+def test_load_driven_groups_win_where_eplb_packs_far_above_its_bound():
+    # 4 nodes with room for 3 of 8 groups; EPLB's packing lands well above its own lower bound here,
+    # so the load-driven placement must be tried on every layer (a bound-based filter lost ~37 %).
+    w = synthetic_loads(16, 64, hot_ratio=19.49, seed=433938, kind="zipf")
+    lay = balance(w, 128, 64, nodes=4, groups=8)
+    assert lay.balancedness.mean() < 0.75 * lay.eplb_balancedness.mean()

@@ -686,12 +686,12 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     Each present expert starts with one replica; its k-th extra replica is taken at key ``w / k`` (in
     ``w``'s dtype, as EPLB divides). Keys of one expert strictly decrease and the picked maximum never
     increases, so greedy takes exactly the ``S - n_present`` largest (key desc, expert asc) pairs, in
-    that order. The last picked key is >= the water level total / S and >= the (S - n_present)-th
-    largest load (the first extra replicas alone offer that many keys), so only pairs with
-    ``k <= w / level + 1`` of experts above the level can be picked: a few more than the redundant
-    slots per row, one int64 sort for all rows (float32; other dtypes sort their own keys). Rows where
-    that bound does not hold (all-zero or float32-denormal loads) use the loop. Returns counts int64 [R, E] (0 for absent experts) and picks int64
-    [R, max extra] (-1 padded) in greedy order; bit-identical to the loop."""
+    that order. The last picked key is >= a level (the largest of three lower bounds, see below), so
+    only pairs with ``k <= w / level`` of experts above the level can be picked: a few more than the
+    redundant slots per row, one int64 sort for all rows (float32; other dtypes sort their own keys).
+    Rows where that bound does not hold (all-zero loads, or loads near the denormal range, where the
+    rounding margin cannot be represented) use the loop. Returns counts int64 [R, E] (0 for absent
+    experts) and picks int64 [R, max extra] (-1 padded) in greedy order; bit-identical to the loop."""
     R, E = w.shape
     w64 = w.astype(np.float64)
     everyone = present is None
@@ -725,8 +725,10 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     level = np.maximum(level, np.where(hot, w64, 0.0).sum(1) / np.maximum(red + hot.sum(1), 1))
     level *= 1 - 1e-6                            # margin covers float32 rounding of the keys
     f32 = w.dtype == np.float32
-    # float32 keys below ~2e-31 lose relative precision (denormals): such rows take the loop
-    good = level > (np.finfo(np.float32).tiny * 2.0 ** 24 if f32 else 0.0)
+    # Keys near the denormal range lose relative precision, and the margin above cannot be
+    # represented there (float32 below ~2e-31, float64 below ~2e-292): such rows take the loop.
+    dt_min = np.finfo(np.float32).tiny * 2.0 ** 24 if f32 else np.finfo(np.float64).tiny * 2.0 ** 53
+    good = level > dt_min
     safe = np.where(good, level, 1.0)[:, None]
     hot = w64 >= safe
     if not everyone:
@@ -989,8 +991,7 @@ def _assign_groups(gw: np.ndarray, N: int, cap: int) -> np.ndarray:
     """Groups to nodes by load, *not* with an equal count per node: each group (heaviest first) goes
     to the lightest node with room (at most ``cap`` groups), keeping one group for every still-empty
     node. A node holding a hot group thus takes fewer groups and keeps more of its fixed P/N slots for
-    replicas. ``gw`` [L, K] group loads. Returns the node of each group, int64 [L, K], and each
-    node's load [L, N] (float64, summed in placement order)."""
+    replicas. ``gw`` [L, K] group loads. Returns node of each group, int64 [L, K]."""
     L, K = gw.shape
     order = np.argsort(-gw, axis=1, kind="stable")
     rows = np.arange(L)
@@ -1006,7 +1007,7 @@ def _assign_groups(gw: np.ndarray, N: int, cap: int) -> np.ndarray:
         node_of[rows, g] = p
         node_w[rows, p] += gw[rows, g]
         node_n[rows, p] += 1
-    return node_of, node_w
+    return node_of
 
 
 def _node_rows(w: np.ndarray, node_of: np.ndarray, N: int, gs: int, cap: int):
@@ -1056,7 +1057,7 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     EPLB's layout is computed exactly (it is the candidate to beat and is reported). xds's own count
     sets, per layer the one with the lowest lower bound: a load-driven group placement when a node
     has room for more groups than EPLB gives it and there are more groups than nodes (water-filled
-    counts, on the layers where its lower bound beats EPLB's), and counts rounded to whole multiples of the node's ranks on the node
+    counts, always tried), and counts rounded to whole multiples of the node's ranks on the node
     rows that stack replicas and can hold the layer's max (only for layers where that can still
     lower the bound). Only the node rows that differ from EPLB's are packed again, in the same LPT
     call as EPLB's replicas; a layer takes them when its max with them beats EPLB's (by more than
@@ -1092,9 +1093,8 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     best_lb = np.full(L, np.inf)
     best_k = np.full(L, -1)
 
-    def offer(lk, ids_k, c_k, w_k, diff_k, lbk=None):
-        if lbk is None:
-            lbk = _set_lower_bound(w_k, c_k, Gn, N)
+    def offer(lk, ids_k, c_k, w_k, diff_k):
+        lbk = _set_lower_bound(w_k, c_k, Gn, N)
         b = lbk < best_lb[lk]
         best_lb[lk[b]] = lbk[b]
         best_k[lk[b]] = len(sets)
@@ -1111,36 +1111,21 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     if cap > gpn and K > N:
         # A node has room for more groups than EPLB gives it: place groups by load. (With as many
         # groups as nodes every node still holds exactly one, as in EPLB: nothing to gain.)
-        node_of, node_w = _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap)
-        lb_e = _set_lower_bound(wn, cnt, Gn, N)
-        # A rank carries at least its node's mean: a layer where that bound is above EPLB's cannot
-        # win, so only the others get node rows and water-filled counts. Ties stay in (the margin
-        # covers group sums against expert sums): EPLB's max may sit on another node than the
-        # hottest one, which this placement can fix. Elsewhere the bound bars the weaker rounded
-        # sets below.
-        mean_a = node_w.max(1) / Gn
-        near = mean_a < lb_e * (1 + 1e-9)
-        lp = np.flatnonzero(near)
-        best_lb[~near] = mean_a[~near]
-        if lp.size:
-            ids_a, pres_a, wn_a = _node_rows(w[lp], node_of[lp], N, gs, cap)
-            # float32 keys: these counts are xds's own candidate, not EPLB's, so the fast sort will do
-            c_a = _waterfill(wn_a.astype(np.float32), S, pres_a)
-            # Packed only on the layers where its bound beats EPLB's: where the two tie, EPLB's
-            # packing already lands close to the bound and the re-pack did not win (measured).
-            lb_a = _set_lower_bound(wn_a, c_a, Gn, N)
-            win = np.flatnonzero(lb_a < lb_e[lp])
-            r = rows_of(win)                                     # rows of lp's node-row arrays
-            offer(lp[win], ids_a[r], c_a[r], wn_a[r], np.ones(r.size, dtype=bool), lb_a[win])
-            best_lb[lp] = np.minimum(best_lb[lp], lb_a)
-            if spg > 1:
-                win = win[(wn_a[r].sum(1) / Gn).reshape(-1, N).max(1) < best_lb[lp[win]]]
-                r = rows_of(win)
-                m = _stacking_rows(wn_a[r], c_a[r], Gn, N)
-                if m.any():
-                    c_ar = c_a[r]
-                    c_ar[m] = _round_to_ranks(wn_a[r[m]], c_ar[m], Gn, pres_a[r[m]])
-                    offer(lp[win], ids_a[r], c_ar, wn_a[r], np.ones(r.size, dtype=bool))
+        # (Offered on every layer: a lower bound says little about whether it wins once packed,
+        # because EPLB's packing can land far above its own bound.)
+        ids_a, pres_a, wn_a = _node_rows(w, _assign_groups(w.reshape(L, K, gs).sum(-1), N, cap), N, gs,
+                                         cap)
+        # float32 keys: these counts are xds's own candidate, not EPLB's, so the fast sort will do
+        c_a = _waterfill(wn_a.astype(np.float32), S, pres_a)
+        offer(np.arange(L), ids_a, c_a, wn_a, np.ones(R, dtype=bool))
+        la = below_best(wn_a) if spg > 1 else np.zeros(0, dtype=np.int64)
+        if la.size:
+            r = rows_of(la)
+            m = _stacking_rows(wn_a[r], c_a[r], Gn, N)
+            if m.any():
+                c_ar = c_a[r]
+                c_ar[m] = _round_to_ranks(wn_a[r[m]], c_ar[m], Gn, pres_a[r[m]])
+                offer(la, ids_a[r], c_ar, wn_a[r], np.ones(r.size, dtype=bool))
     le = below_best(wn) if spg > 1 else np.zeros(0, dtype=np.int64)
     if le.size:
         # node rows where EPLB stacks two replicas of a hot expert on one rank
