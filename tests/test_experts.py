@@ -389,8 +389,9 @@ def test_node_local_result_is_self_consistent_and_keyed_packing_matches_generic(
 def test_float64_denormal_loads_replicate_as_the_loop():
     # keys in the denormal range round by whole units, so the closed form's margin vanishes there
     w = np.array([[1.5e-323, 1e-323]])
-    assert np.array_equal(_greedy_replicas(w, 4)[0], [[3, 1]])
-    assert np.array_equal(_greedy_replicas(w, 4)[0], _greedy_loop(w, 4, np.ones(w.shape, bool))[0])
+    counts = _greedy_replicas(w, 4)[0]
+    assert np.array_equal(counts, [[3, 1]])
+    assert np.array_equal(counts, _greedy_loop(w, 4, np.ones(w.shape, bool))[0])
 
 
 def test_load_driven_groups_win_where_eplb_packs_far_above_its_bound():

@@ -719,10 +719,8 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     # A third, tighter one: with H the experts at or above that bound, sum over H of floor(w / t)
     # exceeds sum over H of (w / t - 1), which is red at t = sum_H w / (red + |H|); so at least red
     # keys are >= t and the last pick is too. It brings the candidates down to about red + |H| / 2.
-    hot = w64 >= level[:, None]
-    if not everyone:
-        hot &= present
-    level = np.maximum(level, np.where(hot, w64, 0.0).sum(1) / np.maximum(red + hot.sum(1), 1))
+    hot = wp >= level[:, None]                   # absent experts are 0 in wp
+    level = np.maximum(level, np.where(hot, wp, 0.0).sum(1) / np.maximum(red + hot.sum(1), 1))
     level *= 1 - 1e-6                            # margin covers float32 rounding of the keys
     f32 = w.dtype == np.float32
     # Keys near the denormal range lose relative precision, and the margin above cannot be
@@ -730,10 +728,7 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     dt_min = np.finfo(np.float32).tiny * 2.0 ** 24 if f32 else np.finfo(np.float64).tiny * 2.0 ** 53
     good = level > dt_min
     safe = np.where(good, level, 1.0)[:, None]
-    hot = w64 >= safe
-    if not everyone:
-        hot &= present
-    hot = np.flatnonzero(hot & good[:, None])
+    hot = np.flatnonzero((wp >= safe) & good[:, None])    # safe > 0: absent experts never pass
     hrow = hot // E
     # k-th extra replica's key is w / k: only k <= w / level can reach the last pick
     kc = np.minimum(np.floor(w64.ravel()[hot] / safe.ravel()[hrow]), red[hrow]).astype(np.int64)
