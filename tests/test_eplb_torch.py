@@ -38,6 +38,39 @@ def test_torch_eplb_matches_the_numpy_port(E, P, G, N, K, seed):
     np.testing.assert_array_equal(cnt_t.numpy(), cnt_r)
 
 
+@pytest.fixture
+def stable_sort(monkeypatch):
+    """torch's sort made stable, as the NumPy port's: then tied items keep their order too."""
+    orig = torch.Tensor.sort
+
+    def sort(self, dim=-1, descending=False):
+        return orig(self, dim=dim, descending=descending, stable=True)
+
+    monkeypatch.setattr(torch.Tensor, "sort", sort)
+
+
+def _loads(kind: str, L: int, E: int, seed: int) -> np.ndarray:
+    r = np.random.default_rng(seed)
+    if kind in ("zipf", "lognormal"):
+        return synthetic_loads(L, E, hot_ratio=min(30.0, E / 2), seed=seed, kind=kind)
+    if kind == "poisson":                                # small integer counts: ties everywhere
+        return r.poisson(2.0, (L, E)).astype(float)
+    return np.full((L, E), 7.0)                          # all equal
+
+
+@pytest.mark.parametrize("kind", ["zipf", "lognormal", "poisson", "equal"])
+def test_with_a_stable_sort_torch_eplb_is_the_numpy_port(stable_sort, kind):
+    rng = np.random.default_rng(7)
+    shapes = SHAPES + [(64, 64, 8, 1, 1), (128, 192, 64, 8, 16), (256, 512, 32, 4, 8),
+                       (64, 80, 16, 2, 2), (128, 128, 16, 4, 8)]
+    for i, (E, P, G, N, K) in enumerate(shapes):
+        w = _loads(kind, int(rng.integers(1, 6)), E, seed=i)
+        got = eplb_torch.rebalance_experts(torch.from_numpy(w), P, K, N, G)
+        want = ref.rebalance_experts(w, P, K, N, G)
+        for g, x in zip(got, want):          # phy2log, log2phy, logcnt
+            np.testing.assert_array_equal(g.numpy(), x)
+
+
 def test_torch_eplb_balancedness_matches_on_tied_loads():
     # synthetic loads tie across experts; tied items may land elsewhere, their rank loads may not
     w = synthetic_loads(8, 256, hot_ratio=30, seed=3, kind="zipf")
