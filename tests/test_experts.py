@@ -13,8 +13,8 @@ from hypothesis import given, settings, strategies as st
 from xds.cli import app
 from xds.errors import XdsError
 from xds.experts import (
-    _eplb_layout, _greedy_loop, _greedy_replicas, _lpt_pack, _round_to_ranks, balance, balancedness,
-    expected_balancedness, synthetic_loads,
+    _assign_groups, _eplb_layout, _greedy_loop, _greedy_replicas, _lpt_pack, _round_to_ranks, _waterfill,
+    balance, balancedness, expected_balancedness, synthetic_loads,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -313,6 +313,12 @@ def test_closed_form_replication_is_exactly_eplbs_greedy(data):
     c_fast, p_fast = _greedy_replicas(w, S2, present)
     assert np.array_equal(c_fast, c_loop) and np.array_equal(p_fast, p_loop)
     assert (c_fast.sum(1) == S2).all() and (c_fast[~present] == 0).all()
+    # the counts-only water-fill (one partition instead of the sort) takes the same counts, in
+    # float32 and float64, with and without absent experts
+    assert np.array_equal(_waterfill(w, S), cnt)
+    assert np.array_equal(_waterfill(w, S2, present), c_loop)
+    w64 = w.astype(np.float64) * data.draw(st.sampled_from([1.0, 1 / 3, 1e-300]))
+    assert np.array_equal(_waterfill(w64, S2, present), _greedy_loop(w64, S2, present)[0])
 
 
 def _round_to_ranks_one_at_a_time(w, c, ranks, present):
@@ -384,6 +390,38 @@ def test_node_local_result_is_self_consistent_and_keyed_packing_matches_generic(
     a = _lpt_pack(x, 8)
     b = _lpt_pack(x.astype(np.float64), 8)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def _assign_groups_one_at_a_time(gw, N, cap):
+    """Reference for _assign_groups: per layer, groups heaviest first (lower index on ties) each to
+    the lightest node (lowest index on ties) with fewer than ``cap`` groups, but only to an empty node
+    while the groups left are no more than the empty nodes."""
+    out = np.empty(gw.shape, dtype=np.int64)
+    for l, row in enumerate(gw):
+        load, count = [0.0] * N, [0] * N
+        for j, g in enumerate(sorted(range(len(row)), key=lambda g: (-row[g], g))):
+            empty = [n for n in range(N) if count[n] == 0]
+            pool = empty if len(row) - j <= len(empty) else [n for n in range(N) if count[n] < cap]
+            n = min(pool, key=lambda n: (load[n], n))
+            out[l, g] = n
+            load[n] += row[g]
+            count[n] += 1
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_load_driven_group_placement_is_the_one_at_a_time_rule(data):
+    N = data.draw(st.sampled_from([2, 4, 8]))
+    K = N * data.draw(st.integers(2, 5))
+    cap = data.draw(st.integers(K // N + 1, K))
+    L = data.draw(st.integers(1, 4))
+    hi = data.draw(st.sampled_from([2, 50, 10**6]))
+    gw = np.array(data.draw(st.lists(st.integers(0, hi), min_size=L * K, max_size=L * K)),
+                  dtype=float).reshape(L, K)
+    assert np.array_equal(_assign_groups(gw, N, cap), _assign_groups_one_at_a_time(gw, N, cap))
+    gw += 1                                      # all positive: the closed-form opening of the nodes
+    assert np.array_equal(_assign_groups(gw, N, cap), _assign_groups_one_at_a_time(gw, N, cap))
 
 
 def test_float64_denormal_loads_replicate_as_the_loop():

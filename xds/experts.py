@@ -678,75 +678,85 @@ def _greedy_loop(w: np.ndarray, S: int, present: np.ndarray) -> tuple[np.ndarray
     return c, picks
 
 
-def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy replication (EPLB's ``replicate_experts``: S - E times, one more replica for the expert
-    with the highest per-replica load, lowest index on ties) in closed form instead of S - E steps.
+def _greedy_candidates(w: np.ndarray, S: int, present: np.ndarray | None):
+    """The (expert, k) pairs greedy replication can pick, shared by :func:`_greedy_replicas` and
+    :func:`_waterfill`.
 
     Each present expert starts with one replica; its k-th extra replica is taken at key ``w / k`` (in
     ``w``'s dtype, as EPLB divides). Keys of one expert strictly decrease and the picked maximum never
-    increases, so greedy takes exactly the ``S - n_present`` largest (key desc, expert asc) pairs, in
-    that order. The last picked key is >= a level (the largest of three lower bounds, see below), so
-    only pairs with ``k <= w / level`` of experts above the level can be picked: a few more than the
-    redundant slots per row, one int64 sort for all rows (float32; other dtypes sort their own keys).
-    Rows where that bound does not hold (all-zero loads, or loads near the denormal range, where the
-    rounding margin cannot be represented) use the loop. Returns counts int64 [R, E] (0 for absent
-    experts) and picks int64 [R, max extra] (-1 padded) in greedy order; bit-identical to the loop."""
+    increases, so greedy takes exactly the ``S - n_present`` largest (key desc, expert asc) pairs. The
+    last picked key is >= a level (the largest of three lower bounds, see below), so only pairs with
+    ``k <= w / level`` of experts above the level can be picked: a few more than the redundant slots
+    per row. Returns (present [R, E] bool or None for all, red [R] redundant slots, good [R] rows where the level
+    holds, src [T] flat expert index of each pair, key [T] its key), pairs grouped by row in (expert,
+    k) order. Rows not ``good`` (all-zero loads, or loads near the denormal range, where the rounding
+    margin cannot be represented) have no pairs and must take :func:`_greedy_loop`."""
     R, E = w.shape
-    w64 = w.astype(np.float64)
+    w64 = np.asarray(w, dtype=np.float64)
     everyone = present is None
     if everyone:
-        present = np.ones((R, E), dtype=bool)
         red = np.full(R, S - E, dtype=np.int64)
         wp = w64
     else:
         red = S - present.sum(1)
-        wp = np.where(present, w64, 0.0)
+        wp = w64 * present                       # loads are finite: cheaper than np.where here
     tot = wp.sum(1)
     # Two lower bounds on the last picked key: the water level total / S, and the red-th largest
     # first-extra key w_e / 1 (the red largest keys include at least that one). The second is far
-    # tighter when there are few redundant slots per row, so few candidates are generated.
+    # tighter when there are few redundant slots per row, so few candidates are generated. Where
+    # rows differ in red, the largest red's bound holds for all (it is the smaller load), so one
+    # partition serves every row.
     level = tot / S
     r0 = int(red.max()) if R else 0
     if 0 < r0 <= E:
-        if (red == r0).all():
-            kth = np.partition(w64 if everyone else np.where(present, w64, -1.0), E - r0, axis=1)[:, E - r0]
-        else:
-            srt = np.sort(np.where(present, w64, -1.0), axis=1)
-            kth = np.where((red >= 1) & (red <= present.sum(1)),
-                           srt[np.arange(R), np.clip(E - red, 0, E - 1)], 0.0)
-        level = np.maximum(level, kth)
+        level = np.maximum(level, np.partition(wp, E - r0, axis=1)[:, E - r0])
     # A third, tighter one: with H the experts at or above that bound, sum over H of floor(w / t)
     # exceeds sum over H of (w / t - 1), which is red at t = sum_H w / (red + |H|); so at least red
     # keys are >= t and the last pick is too. It brings the candidates down to about red + |H| / 2.
     hot = wp >= level[:, None]                   # absent experts are 0 in wp
-    level = np.maximum(level, np.where(hot, wp, 0.0).sum(1) / np.maximum(red + hot.sum(1), 1))
+    level = np.maximum(level, (wp * hot).sum(1) / np.maximum(red + hot.sum(1), 1))
     level *= 1 - 1e-6                            # margin covers float32 rounding of the keys
-    f32 = w.dtype == np.float32
     # Keys near the denormal range lose relative precision, and the margin above cannot be
     # represented there (float32 below ~2e-31, float64 below ~2e-292): such rows take the loop.
-    dt_min = np.finfo(np.float32).tiny * 2.0 ** 24 if f32 else np.finfo(np.float64).tiny * 2.0 ** 53
+    dt_min = (np.finfo(np.float32).tiny * 2.0 ** 24 if w.dtype == np.float32
+              else np.finfo(np.float64).tiny * 2.0 ** 53)
     good = level > dt_min
     safe = np.where(good, level, 1.0)[:, None]
-    hot = np.flatnonzero((wp >= safe) & good[:, None])    # safe > 0: absent experts never pass
+    hot = wp >= safe                                      # safe > 0: absent experts never pass
+    hot = np.flatnonzero(hot if good.all() else hot & good[:, None])
     hrow = hot // E
     # k-th extra replica's key is w / k: only k <= w / level can reach the last pick
     kc = np.minimum(np.floor(w64.ravel()[hot] / safe.ravel()[hrow]), red[hrow]).astype(np.int64)
+    total = int(kc.sum())
+    src = np.repeat(hot, kc)
+    start = np.cumsum(kc) - kc
+    k = np.arange(1, total + 1, dtype=np.int64) - np.repeat(start, kc)
+    key = w.ravel()[src] / k.astype(w.dtype)                # in w's dtype, as the loop divides
+    return present, red, good, src, key
+
+
+def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy replication (EPLB's ``replicate_experts``: S - E times, one more replica for the expert
+    with the highest per-replica load, lowest index on ties) in closed form instead of S - E steps:
+    the candidate pairs of :func:`_greedy_candidates` in one int64 sort for all rows (float32; other
+    dtypes sort their own keys), the first ``red`` of each row picked. Returns counts int64 [R, E] (0
+    for absent experts) and picks int64 [R, max extra] (-1 padded) in greedy order; bit-identical to
+    the loop."""
+    R, E = w.shape
+    present, red, good, src, key = _greedy_candidates(w, S, present)
+    r0 = int(red.max()) if R else 0
+    total = src.size
     eb = max(int(E - 1).bit_length(), 1)
     rb = max(int(R - 1).bit_length(), 1)
-    counts = present.astype(np.int64)
+    counts = np.ones((R, E), dtype=np.int64) if present is None else present.astype(np.int64)
     picks = np.full((R, max(r0, 0)), -1, dtype=np.int64)
-    total = int(kc.sum())
     if total and rb + 31 + eb <= 63:
-        src = np.repeat(hot, kc)
-        start = np.cumsum(kc) - kc
-        k = np.arange(total, dtype=np.int64) - np.repeat(start, kc) + 1
-        key = w.ravel()[src] / k.astype(w.dtype)            # in w's dtype, as the loop divides
         row = src // E
         # one int64 per pair: row, then key descending (float32 bit pattern), then expert
         comp = ((row << (31 + eb)) | ((np.int64(0x7FFFFFFF) - key.astype(np.float32).view(np.int32)
                                        .astype(np.int64)) << eb) | (src - row * E))
-        if f32:
+        if w.dtype == np.float32:
             comp.sort()
         else:
             # Rounding to float32 is monotonic, so keys with different float32 values are in their
@@ -772,7 +782,8 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
         good &= red <= 0
     bad = ~good & (red > 0)
     if bad.any():
-        c2, p2 = _greedy_loop(w[bad], S, present[bad])
+        c2, p2 = _greedy_loop(w[bad], S, np.ones((int(bad.sum()), E), bool) if present is None
+                              else present[bad])
         counts[bad] = c2
         picks[bad, :p2.shape[1]] = p2
     return counts, picks
@@ -840,9 +851,43 @@ def _eplb_layout(w32: np.ndarray, P: int, K: int, N: int, G: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 def _waterfill(w: np.ndarray, S: int, present: np.ndarray | None = None) -> np.ndarray:
     """Replica counts minimising the max per-replica load w/c with sum(c) == S, c >= 1 for present
-    experts and 0 for absent ones: greedy replication is optimal for that (water-filling), computed
-    in closed form by :func:`_greedy_replicas`. ``w`` float [R, E]. Returns int64 [R, E]."""
-    return _greedy_replicas(w, S, present)[0]
+    experts and 0 for absent ones: greedy replication is optimal for that (water-filling). These are
+    exactly :func:`_greedy_replicas`'s counts, without the pick order, so instead of sorting the
+    candidate pairs it finds each row's ``red``-th largest key with one partition and takes the keys
+    above it plus, of the keys equal to it, the lowest experts. ``w`` float [R, E]. Returns int64
+    [R, E]."""
+    R, E = w.shape
+    present, red, good, src, key = _greedy_candidates(w, S, present)
+    counts = np.ones((R, E), dtype=np.int64) if present is None else present.astype(np.int64)
+    row = src // E
+    per_row = np.bincount(row, minlength=R)
+    good &= per_row >= red
+    if src.size:
+        # Row r's red-th largest key is its (per_row - red)-th smallest (0-based). Each row is
+        # shifted right by D - that excess (D its largest value) behind -inf entries, so it sits at
+        # column D of every row: one partition for all rows. Rows not good have no pairs.
+        excess = np.where(good, per_row - red, 0)
+        D = int(excess.max())
+        width = D + int(per_row.max())
+        start = np.cumsum(per_row) - per_row
+        mat = np.full((R, width), np.inf, dtype=key.dtype)
+        mat[np.arange(width) < (D - excess)[:, None]] = -np.inf
+        col = np.arange(src.size, dtype=np.int64) - start[row] + (D - excess)[row]
+        mat[row, col] = key
+        tau = np.partition(mat, D, axis=1)[:, D][row]
+        gt = key > tau
+        eq = key == tau
+        # of the keys equal to the threshold, greedy takes the lowest experts (pairs are in expert
+        # order within a row), as many as the keys above it leave room for
+        need = red - np.bincount(row, weights=gt, minlength=R).astype(np.int64)
+        ceq = np.cumsum(eq)
+        before = np.concatenate([[0], ceq])[start]
+        take = gt | (eq & (ceq - before[row] <= need[row]))
+        counts.ravel()[:] += np.bincount(src[take & good[row]], minlength=R * E)
+    bad = ~good & (red > 0)
+    if bad.any():
+        counts[bad] = _greedy_loop(w[bad], S, counts[bad] > 0)[0]
+    return counts
 
 
 def _round_to_ranks(w: np.ndarray, c: np.ndarray, ranks: int, present: np.ndarray) -> np.ndarray:
@@ -990,9 +1035,24 @@ def _assign_groups(gw: np.ndarray, N: int, cap: int) -> np.ndarray:
     L, K = gw.shape
     order = np.argsort(-gw, axis=1, kind="stable")
     rows = np.arange(L)
+    node_of = np.empty((L, K), dtype=np.int64)
+    sorted_w = np.take_along_axis(gw, order, 1)
+    if N < K and (sorted_w[:, N - 1] > 0).all():
+        # The N heaviest groups (all positive) open the N nodes in turn: an empty node is the
+        # lightest, lowest index first. From then on no node is empty, so each group goes to the
+        # lightest node with room; a full node's weight is +inf.
+        node_of[rows[:, None], order[:, :N]] = np.arange(N)
+        node_w = sorted_w[:, :N].copy()
+        node_n = np.ones((L, N), dtype=np.int64)
+        for j in range(N, K):
+            fi = rows * N + node_w.argmin(axis=1)
+            node_of[rows, order[:, j]] = fi - rows * N
+            node_w.ravel()[fi] += sorted_w[:, j]
+            node_n.ravel()[fi] += 1
+            node_w.ravel()[fi[node_n.ravel()[fi] >= cap]] = np.inf
+        return node_of
     node_w = np.zeros((L, N))
     node_n = np.zeros((L, N), dtype=np.int64)
-    node_of = np.empty((L, K), dtype=np.int64)
     for j in range(K):
         g = order[:, j]
         empty = node_n == 0
@@ -1239,66 +1299,49 @@ def balance(loads: Any, slots: int, ranks: int, *, nodes: int = 1, groups: int =
                             ranks=G, nodes=N, groups=K, policy=policy,
                             seconds=time.perf_counter() - t0, eplb_balancedness=eplb_bal)
 
-    cands: list[np.ndarray] = []       # layouts [L, P]; EPLB's first (it wins ties)
-    eplb = None
     if spg == 1:
         # One slot per rank: the max per-replica load is the objective and water-filling attains
-        # its optimum exactly, so EPLB (greedy, same optimum) cannot be better; no packing needed.
-        cands.append(_items_from_counts(_waterfill(w, P)))
-    else:
-        prep = _eplb_prepare(w.astype(np.float32), P, K, N, G)
-        G_row = prep[3]
-        # xds's own count sets per layer: (slot-id map or None, counts, loads)
-        extra: list[tuple[np.ndarray | None, np.ndarray, np.ndarray]] = []
-        c_greedy = prep[4]                                    # EPLB's counts (mlog == log here)
-        c_round = _round_to_ranks(w, c_greedy, G, np.ones_like(c_greedy, dtype=bool))
-        if not np.array_equal(c_round, c_greedy):
-            extra.append((None, c_round, w))
-        # One packing call for EPLB's replicas and all of ours: the run-at-a-time loop is shared.
-        items = [_items_from_counts(c) for _, c, _ in extra]
-        item_w = [np.take_along_axis((wr / np.maximum(c, 1)).astype(np.float32), it, 1)
-                  for (_, c, wr), it in zip(extra, items)]
-        pi, rip = _lpt_pack(np.concatenate([prep[2], *item_w]) if extra else prep[2], G_row)
-        R0 = prep[2].shape[0]
-        eplb = _eplb_finish(prep, pi[:R0], rip[:R0], P, G)
-        cands.append(eplb)
-        for k, ((ids, _, _), it) in enumerate(zip(extra, items), start=1):
-            loc = _place(pi[k * R0:(k + 1) * R0], rip[k * R0:(k + 1) * R0], it, spg)
-            cands.append(loc if ids is None else np.take_along_axis(ids, loc, 1).reshape(L, P))
+        # its optimum exactly, so EPLB (greedy, same optimum) cannot be better; nothing to pack or
+        # search, and each rank's load is its one replica's.
+        counts = _waterfill(w, P)
+        rank_load = np.repeat((w / counts).ravel(), counts.ravel()).reshape(L, P)
+        return ExpertLayout(phy2log=_items_from_counts(counts), replicas=counts, rank_load=rank_load,
+                            balancedness=_balancedness_from_rank_load(rank_load), ranks=G, nodes=N,
+                            groups=K, policy=policy, seconds=time.perf_counter() - t0)
 
-    # Local search over each layer's ranks (the node-local policy returned above).
-    stack = np.stack(cands)                                   # [C, L, P]
-    if stack.shape[0] > 2 and spg > 1:
-        # Local search is the expensive part: run it on the EPLB candidate and on the best of ours.
-        pre = _balancedness_from_rank_load(
-            _rank_load(stack[1:].reshape(-1, P), np.tile(w, (stack.shape[0] - 1, 1)),
-                       _replica_counts(stack[1:].reshape(-1, P), E), G)).reshape(-1, L)
-        pick = np.argmin(pre, axis=0) + 1
-        stack = np.stack([stack[0], stack[pick, np.arange(L)]])
+    # Global policy, several slots per rank: EPLB's layout, and EPLB's counts rounded to whole
+    # multiples of the ranks where greedy stacks two replicas of a hot expert on one rank.
+    prep = _eplb_prepare(w.astype(np.float32), P, K, N, G)
+    c_round = _round_to_ranks(w, prep[4], G, np.ones((L, E), dtype=bool))   # mlog == log here
+    rounded = not np.array_equal(c_round, prep[4])
+    item_w = prep[2]
+    if rounded:
+        items = _items_from_counts(c_round)
+        item_w = np.concatenate([item_w, np.take_along_axis((w / c_round).astype(np.float32), items, 1)])
+    # One packing call for EPLB's replicas and ours: the run-at-a-time loop is shared.
+    pi, rip = _lpt_pack(item_w, prep[3])
+    eplb = _eplb_finish(prep, pi[:L], rip[:L], P, G)
+    stack = np.stack([eplb, _place(pi[L:], rip[L:], items, spg)] if rounded else [eplb])   # [C, L, P]
+    # Local search over each candidate's ranks, then the better one per layer.
     C = stack.shape[0]
     flat = stack.reshape(C * L, P)
     wt = np.tile(w, (C, 1))
     cnt = _replica_counts(flat, E)
-    if spg > 1:
-        item_load = np.take_along_axis(wt / np.maximum(cnt, 1), flat, 1)
-        lT = np.ascontiguousarray(item_load.reshape(C * L * G, spg).T)
-        idT = np.ascontiguousarray(flat.reshape(C * L * G, spg).T)
-        # rank sums in row-major order, as the layouts are evaluated (ties break the same way)
-        _swap_search(lT, idT, G, nodes=1, rank_sum=item_load.reshape(-1, spg).sum(1))
-        flat = np.ascontiguousarray(idT.T).reshape(C * L, P)
+    item_load = np.take_along_axis(wt / cnt, flat, 1)
+    eplb_bal = _balancedness_from_rank_load(item_load[:L].reshape(L, G, spg).sum(-1))
+    lT = np.ascontiguousarray(item_load.reshape(C * L * G, spg).T)
+    idT = np.ascontiguousarray(flat.reshape(C * L * G, spg).T)
+    # rank sums in row-major order, as the layouts are evaluated (ties break the same way)
+    _swap_search(lT, idT, G, nodes=1, rank_sum=item_load.reshape(-1, spg).sum(1))
+    flat = np.ascontiguousarray(idT.T).reshape(C * L, P)
     rl = _rank_load(flat, wt, cnt, G)
     bal = _balancedness_from_rank_load(rl).reshape(C, L)
     best = np.argmin(bal, axis=0)                             # first (EPLB-based) wins ties
-    lay = flat.reshape(C, L, P)[best, np.arange(L)]
-    counts = cnt.reshape(C, L, E)[best, np.arange(L)]
-    rank_load = rl.reshape(C, L, G)[best, np.arange(L)]
-    eplb_bal = None
-    if eplb is not None:
-        eplb_bal = _balancedness_from_rank_load(_rank_load(eplb, w, _replica_counts(eplb, E), G))
-    seconds = time.perf_counter() - t0
-    return ExpertLayout(phy2log=lay.astype(np.int64), replicas=counts.astype(np.int64),
-                        rank_load=rank_load, balancedness=bal[best, np.arange(L)], ranks=G, nodes=N,
-                        groups=K, policy=policy, seconds=seconds, eplb_balancedness=eplb_bal)
+    return ExpertLayout(phy2log=flat.reshape(C, L, P)[best, np.arange(L)],
+                        replicas=cnt.reshape(C, L, E)[best, np.arange(L)],
+                        rank_load=rl.reshape(C, L, G)[best, np.arange(L)],
+                        balancedness=bal[best, np.arange(L)], ranks=G, nodes=N, groups=K, policy=policy,
+                        seconds=time.perf_counter() - t0, eplb_balancedness=eplb_bal)
 
 
 def _zipf_ratio(a: np.ndarray, E: int) -> np.ndarray:
