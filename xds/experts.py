@@ -977,28 +977,32 @@ def _swap_search(lT: np.ndarray, idT: np.ndarray, G: int, nodes: int = 1,
     rsf = rank_sum.reshape(-1)
     per_layer = rank_sum.reshape(L, nodes * G)              # view: updates show through
     ss = s * s
-    lrest = ls[T:][:, None]
     pc = np.concatenate([hcols, ls])          # columns of the ascending rank order: hi ranks, lo ranks
     layers = np.arange(L)
     dev_buf = np.empty(L * npair * ss)       # reused: a fresh one is page-faulted in on every step
+    use_buf = np.empty(L * npair, dtype=bool)
     off_a = np.arange(ss, dtype=np.int64) // s * RG   # table entry (a, b) -> slot offsets of a and b
     off_b = np.arange(ss, dtype=np.int64) % s * RG
+    top_p = np.arange(T)[:, None]
+    # Most steps work on small arrays, so the fixed cost of each NumPy call matters as much as the
+    # s x s table: below, row gathers use .take (arr[idx] on a 2-D array is ~3x slower), 1-D fancy
+    # indexing stays 1-D (hl[0][m], not hl[0, m]) and no Python-level wrappers (np.take,
+    # np.flatnonzero) run in the loop.
     for _ in range(max_iter):
         if layers.size == 0:
             break
         # the row (node) holding each still-improving layer's max rank load
-        active = layers if nodes == 1 else layers * nodes + per_layer[layers].argmax(axis=1) // G
+        active = (layers if nodes == 1
+                  else layers * nodes + per_layer.take(layers, 0).argmax(axis=1) // G)
         A = active.size
         M = A * npair
-        arA = np.arange(A)
-        og = rank_sum[active].argsort(axis=1)
-        og += (active * G)[:, None]                                # global rank ids, ascending load
-        hl = og.T[pc].reshape(2, M)              # hi / lo rank of each pair, pair-major (p * A + a)
+        hl = rank_sum.take(active, 0).argsort(axis=1).T.take(pc, 0)   # [2 * npair, A], rank in row
+        hl += active * G                                                # global rank ids
+        hl = hl.reshape(2, M)                    # hi / lo rank of each pair, pair-major (p * A + a)
         lh, ll = rsf[hl]
-        half = 0.5 * (lh - ll)
-        x = np.take(lT, hl.ravel(), axis=1)                        # [s, 2M], C-ordered
-        la, lb = x[:, :M], x[:, M:]
-        lb += half
+        la = lT.take(hl[0], axis=1)                  # [s, M] each: contiguous, so lb += half is too
+        lb = lT.take(hl[1], axis=1)
+        lb += 0.5 * (lh - ll)
         # new pair max after swapping a (from hi) and b (from lo) is mid + |a - b - half|
         dev = dev_buf[:ss * M].reshape(s, s, M)
         np.subtract(la[:, None, :], lb[None, :, :], out=dev)
@@ -1006,17 +1010,20 @@ def _swap_search(lT: np.ndarray, idT: np.ndarray, G: int, nodes: int = 1,
         dev = dev.reshape(ss, M)
         new = (0.5 * (lh + ll) + np.minimum.reduce(dev, axis=0)).reshape(npair, A)
         good = new < (lh * (1 - 1e-12)).reshape(npair, A)
-        # the max rank takes its best partner; a high rank whose partner it took sits this step out
-        j = np.where(good[:T], new[:T], np.inf).argmin(axis=0)
-        top_ok = good[j, arA]
-        use = np.zeros((npair, A), dtype=bool)
-        use[j, arA] = top_ok
-        use[T:] = good[T:] & (lrest != np.where(top_ok, j, -1))
-        layers = layers[top_ok]                               # the others cannot lower their max
-        m = np.flatnonzero(use)
+        # the max rank takes its best partner; a high rank whose partner it took sits this step out.
+        # The max rank's pairs share one threshold (same hi load), so the smallest new is good iff
+        # any is: the argmin needs no masking of the pairs that are not good (new has no NaN: the
+        # loads are checked finite).
+        j = new[:T].argmin(axis=0)
+        use = use_buf[:M].reshape(npair, A)
+        np.logical_and(top_p == j, good[:T], out=use[:T])     # pair j of the max rank, if good
+        # pair T-1+i is (hi i, lo i): good and lo i not taken by the max rank (i.e. use[i] False)
+        np.greater(good[T:], use[1:T], out=use[T:])
+        layers = layers[np.logical_or.reduce(use[:T], axis=0)]  # the others cannot lower their max
+        m = use_buf[:M].nonzero()[0]                          # np.flatnonzero(use)
         b = dev[:, m].argmin(axis=0)                          # best (a, b) of the pairs that swap
-        rh = hl[0, m]
-        rl = hl[1, m]
+        rh = hl[0][m]
+        rl = hl[1][m]
         ta, tb = off_a[b] + rh, off_b[b] + rl                 # flat slots of the swapped items
         va, vb = lTf[ta], lTf[tb]
         lTf[ta], lTf[tb] = vb, va
