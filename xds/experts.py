@@ -509,102 +509,143 @@ def _lpt_pack_two(order: np.ndarray, head: np.ndarray) -> tuple[np.ndarray, np.n
 def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_lpt_pack` for float32 weights, same decisions in fewer and cheaper NumPy calls per run.
 
-    Each pack's whole state is one int64 key ``weight bits | pack index | item count`` (a non-negative
-    float32's bit pattern orders like its value; a full pack's weight is +inf), so one row sort per
-    run yields the open packs in (weight, index) order together with their weights and counts, with
-    no gathers and no scatters of pack state. The prefix minimum that ends a run is a log2(G)-step
-    shifted minimum on the flat array while there are many rows (a row-wise accumulate is slower
-    there) and a row-wise accumulate once few rows are left."""
+    Each pack's whole state is one int64 key ``weight bits << 32 | pack index << cb | item count`` (a
+    non-negative float32's bit pattern orders like its value; a full pack's weight is +inf), so one
+    sort per run yields the open packs in (weight, index) order together with their weights and
+    counts, with no gathers and no scatters of pack state. The weight is the key's high 32-bit half,
+    so it is read and written in place through a float32 view (no shifts, casts or key rebuild), and
+    the count is bumped by adding to the key.
+
+    The state is pack-major, ``K[i, r]`` is row r's i-th pack, so every per-run array is [G, rows]
+    with long contiguous lines: the prefix minimum that ends a run is log2(G) shifted minimums of
+    whole lines (no masks to keep rows apart; ``np.minimum.accumulate`` is several times slower) and
+    the run length is a sum over axis 0.
+
+    The rows that run long are those with an item heavier than the mean pack: its pack stays out of
+    the runs until the others fill, so they end with one open pack (all remaining items go to it:
+    done in closed form after the loop) or a few (runs of one or two items: finished by
+    :func:`_lpt_tail` in Python, where an item costs far less than a NumPy step)."""
     R, n = weight.shape
     per = n // G
-    sh = max(int(G - 1).bit_length(), 1)
-    cb = int(per).bit_length()
-    s1 = cb + sh
-    order = _argsort_desc(weight)
+    cb = int(per).bit_length()                               # count bits, pack index above them
+    hi = 1 if np.little_endian else 0                        # the key's high half in a 32-bit view
+    # Items in packing order, as :func:`_argsort_desc` sorts them (descending weight, lower position
+    # first on ties), but inline to also read the sorted weights off the keys: ``(+inf bits - weight
+    # bits) << 32 | position``. Those are the bit patterns of non-negative, non-NaN float64s, which
+    # order like the integers, and NumPy sorts float64 rows ~20% faster than int64 ones.
+    # (arithmetic in place: no temporaries of this size)
+    inf_bits = 0x7F800000
+    key = (weight + np.float32(0.0)).view(np.int32).astype(np.int64)   # + 0 turns -0.0 into +0.0
+    np.subtract(inf_bits, key, out=key)
+    key <<= 32
+    key |= np.arange(n, dtype=np.int64)
+    key.view(np.float64).sort(axis=1)
     width = n + G                                            # padded: a run may look past the end
     rowoff = np.arange(R, dtype=np.int64) * width
-    dest = (order + (np.arange(R, dtype=np.int64) * n)[:, None]).ravel()   # flat item of each rank
-    sw = np.zeros((R, width), dtype=np.float32)
-    sw[:, :n] = weight.ravel()[dest].reshape(R, n)
+    halves = key.view(np.int32).reshape(R, n, 2)
+    dest = np.add(halves[:, :, 1 - hi], (np.arange(R, dtype=np.int64) * n)[:, None],
+                  dtype=np.int64).ravel()                    # flat item of each rank
+    sw = np.zeros((R, width), dtype=np.float32)              # weights in packing order, per row
+    np.subtract(np.int32(inf_bits), halves[:, :, hi], out=sw.view(np.int32)[:, :n])
     sw = sw.ravel()
-    # Overlapping G-wide windows starting at every item: row r's next G items are window base[r],
-    # so one row gather (or scatter) replaces an index computation plus an element gather.
-    sw_win = np.lib.stride_tricks.as_strided(sw, shape=(R * width - G + 1, G), strides=(4, 4),
-                                             writeable=False)
-    chosen = np.zeros(R * width, dtype=np.int64)             # pack | count, in sorted-item order
-    ch_win = np.lib.stride_tricks.as_strided(chosen, shape=(R * width - G + 1, G), strides=(8, 8))
-    ar = np.arange(G, dtype=np.int64)
-    col = np.tile(ar, R)
-    shifts = []
-    k = 1
-    while k < G - 1:
-        shifts.append((k, col[k:] >= k))                     # do not mix rows
-        k *= 2
-    key = np.broadcast_to(ar << cb, (R, G)).copy()           # weight 0, pack i, 0 items
-    base = rowoff.copy()                                     # flat position of each row's next item
-    lowmask = np.int64((1 << s1) - 1)
+    chosen = np.zeros(R * width, dtype=np.uint32)            # pack | count, in sorted-item order
+    arc = np.arange(G, dtype=np.int64)[:, None]
     cmask = np.int64((1 << cb) - 1)
     inf = np.float32(np.inf)
-    ok = np.zeros(R * G, dtype=bool)
+    K = np.repeat(arc << cb, R, axis=1)                      # weight 0, pack i, 0 items
+    base = rowoff.copy()                                     # flat position of each row's next item
     # Zero-weight items (sorted last) are placed in closed form after the loop: the loop places the
     # positive ones only (a zero ends every run, so a row with many would take a step per item).
-    left = (sw.reshape(R, width)[:, :n] > 0).sum(1)
+    left = np.full(R, n, dtype=np.int64)
+    zrows = np.flatnonzero(sw.reshape(R, width)[:, n - 1] <= 0)   # rows with any zero (sorted last)
+    if zrows.size:
+        left[zrows] = (sw.reshape(R, width)[zrows, :n] > 0).sum(1)
     head = sw.reshape(R, width)[:, :G]
     if (head[:, G - 1] > 0).all():
         # First run in closed form: all packs are empty (equal, by index), so items 0..G-1 go to
         # packs 0..G-1 when they are positive (the loop would find the same run).
-        key = (head.view(np.int32).astype(np.int64) << s1) | (ar << cb) | 1
-        ch_win[base] = ar << cb
+        K = (head.T.view(np.int32).astype(np.int64, order="C") << 32) | (arc << cb) | 1
+        chosen.reshape(R, width)[:, :G] = arc.T << cb
         base += G
         left -= G
+    if G == 1:
+        left[:] = 0                                          # one pack: the final fill places all
+    # Hillis-Steele prefix minimum over the G lines: upd and two ping-pong buffers whose first
+    # ``pad`` lines stay +inf, so a shift by k reads +inf above line k instead of needing a fix-up.
+    shifts = []
+    k = 1
+    while k < G - 1:
+        shifts.append(k)
+        k *= 2
+    pad = shifts[-1] if shifts else 0
     # Rows finish at different steps (a row of many small items takes the most): finished rows are
     # dropped from the state once a quarter of them are done, so the last steps work on few rows.
     rows = np.arange(R)
-    key_all, base_all = key, base
+    K_all, base_all = K, base
+    bufs_all = [np.full((pad + G, R), inf, dtype=np.float32) for _ in range(3)]
+    ok_all = np.ones((G, R), dtype=bool)                     # line 0 stays True: a run is never empty
     while left.size:
         A = left.size
-        key.sort(axis=1)                                     # open packs by (weight, index)
-        low = key & lowmask                                  # pack index | item count
-        Ws = (key >> s1).astype(np.int32).view(np.float32)
-        # weight of the i-th pack after taking item i; a pack that fills up stops competing
-        upd = Ws + sw_win[base]
-        np.copyto(upd, inf, where=(low & cmask) >= per - 1)
-        if A > 120:
-            M = upd.ravel().copy()
-            for k, m in shifts:
-                np.copyto(M[k:], np.minimum(M[k:], M[:-k]), where=m[:A * G - k])
-        else:                                   # few rows: the row-wise accumulate is cheaper
-            M = np.minimum.accumulate(upd, axis=1).ravel()
-        # the run goes on to pack i+1 while it is lighter than every pack updated before it
-        okA = ok[:A * G]
-        np.less(Ws.ravel()[1:], M[:-1], out=okA[:-1])
-        okr = okA.reshape(A, G)
-        okr[:, -1] = False
-        run = okr.argmin(axis=1) + 1
-        np.minimum(run, left, out=run)
-        valid = ar < run[:, None]
-        key = (np.where(valid, upd, Ws).view(np.int32).astype(np.int64) << s1) | low
-        key += valid
+        bufs = [b[:, :A] for b in bufs_all]
+        ok = ok_all[:, :A]
+        K.sort(axis=0)                                       # open packs by (weight, index)
+        Ws = K.view(np.float32)[:, hi::2]                    # [G, A] views into the keys
+        low = K.astype(np.uint32)                            # pack index | item count (low half)
+        if G > 1:
+            # A row with one open pack left gives all its remaining items to it (the final fill
+            # does that), rather than one item per run: rows with an item heavier than the mean
+            # pack would otherwise take a step per item at the end.
+            np.copyto(left, 0, where=Ws[1] == inf)
+        idx = base + arc                                     # flat positions of the next G items
+        upd = bufs[0][pad:]
+        np.add(sw[idx], Ws, out=upd)                         # the i-th pack after taking item i
+        np.copyto(upd, inf, where=(low & cmask) >= per - 1)  # a pack that fills stops competing
+        src = 0                                              # bufs[0] keeps upd
+        for k in shifts:
+            dst = 2 if src == 1 else 1
+            np.minimum(bufs[src][pad:], bufs[src][pad - k:pad + G - k], out=bufs[dst][pad:])
+            src = dst
+        M = bufs[src][pad:]
+        # the run goes on to pack i+1 while it is lighter than every pack updated before it; that
+        # holds for a prefix of the packs (Ws rises, M falls), so the run length is a count
+        np.less(Ws[1:], M[:-1], out=ok[1:])
+        run = ok.sum(0)
+        if left.min() >= G:
+            valid = ok                                       # a run is a True prefix of ok
+        else:
+            np.minimum(run, left, out=run)
+            valid = arc < run
         # items past the run are written too and overwritten when they are placed later
-        ch_win[base] = low
+        chosen[idx] = low
+        np.copyto(Ws, upd, where=valid)
+        K += valid
         base += run
         left -= run
-        done = left == 0
-        nd = int(done.sum())
+        nd = A - np.count_nonzero(left)
         if nd and 4 * nd >= A:
-            key_all[rows[done]], base_all[rows[done]] = key[done], base[done]
+            done = left == 0
+            K_all[:, rows[done]], base_all[rows[done]] = K[:, done], base[done]
             keep = ~done
-            rows, key, base, left = rows[keep], key[keep], base[keep], left[keep]
-            if 0 < left.size <= _LPT_TAIL_ROWS:
-                # A few long rows left: one heap step per item is cheaper than a NumPy step per run.
-                _lpt_tail(key, base, left, sw, chosen, per, cb, s1)
-                key_all[rows], base_all[rows] = key, base + left
+            rows, K, base, left = rows[keep], K.compress(keep, axis=1), base[keep], left[keep]
+            # Rows that run long often end with one or two open packs (an item heavier than the
+            # mean pack keeps its pack out of the runs), so runs of one or two items, each a NumPy
+            # step of ~60-100 us even on few rows. A heap in Python places an item in ~2 us: switch
+            # once the items left are few against two guesses of the NumPy steps still to go, one
+            # item a step for the longest row and each row's items over its last run (measured
+            # on the benchmark's layers; the second bounds the loss when runs stay long).
+            items = left.sum()                               # 0 once every row is done
+            if (items and items <= _LPT_TAIL_PER_ITEM * left.max()
+                    and items <= _LPT_TAIL_PER_RUN * max(1.0, (left / run[keep]).max())):
+                _lpt_tail(K, base, left, rowoff[rows] + n, sw, chosen, per, cb)
+                K_all[:, rows], base_all[rows] = K, base + left
                 break
-    key, base = key_all, base_all
-    zeros = rowoff + n - base                                # zero-weight items left per row
+    key = np.ascontiguousarray(K_all.T)
+    base = base_all
+    zeros = rowoff + n - base                                # items left per row (zeros or one pack)
     if zeros.any():
         # Adding 0 leaves a pack's weight unchanged, so the zeros fill the open packs in (weight,
-        # index) order, each up to its capacity: exactly what one-at-a-time placement does.
+        # index) order, each up to its capacity: exactly what one-at-a-time placement does. So do
+        # the items of a row with one open pack left, whatever their weights.
         key.sort(axis=1)
         cnt = key & cmask
         capk = per - cnt                                     # 0 for full packs (sorted last)
@@ -612,51 +653,70 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
         tot = int(takek.sum())
         run_start = np.cumsum(takek) - takek
         offs = np.arange(tot, dtype=np.int64) - np.repeat(run_start, takek)
-        vals = np.repeat((key & lowmask).ravel(), takek) + offs       # pack | count + k
+        vals = np.repeat((key & np.int64(0xFFFFFFFF)).ravel(), takek) + offs   # pack | count + k
         zstart = np.cumsum(zeros) - zeros
         pos = np.repeat(base, zeros) + (np.arange(tot, dtype=np.int64) - np.repeat(zstart, zeros))
         chosen[pos] = vals
-    # scatter back to item order with flat indices (put_along_axis is several times slower here)
-    got = chosen.reshape(R, width)[:, :n].ravel()
-    pack_index = np.empty(R * n, dtype=np.int64)
-    rank_in_pack = np.empty(R * n, dtype=np.int64)
-    pack_index[dest] = got >> cb
-    rank_in_pack[dest] = got & cmask
-    return pack_index.reshape(R, n), rank_in_pack.reshape(R, n)
+    # Scatter back to item order with flat indices (put_along_axis is several times slower here),
+    # in one 32-bit scatter and then split (a scatter that also converts dtypes is much slower).
+    item = np.empty(R * n, dtype=np.uint32)
+    item[dest] = chosen.reshape(R, width)[:, :n].ravel()
+    item = item.astype(np.int64).reshape(R, n)
+    return item >> cb, item & cmask
 
 
-#: Rows left in :func:`_lpt_pack_keyed` at or below which they are finished item by item in Python.
-_LPT_TAIL_ROWS = 4
+#: :func:`_lpt_pack_keyed` finishes the rows still running in Python once the items they have left
+#: are at most these many times the NumPy steps they would still take, guessed as one item a step
+#: for the longest row and as each row's items over its last run (see there).
+_LPT_TAIL_PER_ITEM = 12
+_LPT_TAIL_PER_RUN = 32
 
 
-def _lpt_tail(key: np.ndarray, base: np.ndarray, left: np.ndarray, sw: np.ndarray, chosen: np.ndarray,
-              per: int, cb: int, s1: int) -> None:
-    """Finish a few rows of :func:`_lpt_pack_keyed` with a heap: each item to the open pack of least
-    (weight, index), float32 weights, as the run loop and EPLB do. Writes ``chosen`` and leaves each
-    row's final pack keys in ``key`` (in place)."""
-    pmask = (1 << (s1 - cb)) - 1
+def _lpt_tail(K: np.ndarray, base: np.ndarray, left: np.ndarray, end: np.ndarray, sw: np.ndarray,
+              chosen: np.ndarray, per: int, cb: int) -> None:
+    """Finish rows of :func:`_lpt_pack_keyed` with a heap per row: each of a row's ``left`` next
+    items (from ``base`` in ``sw``) to the open pack of least (weight, index), as the run loop and
+    EPLB do. Writes ``chosen``; for the rows whose zero-weight items (up to ``end``) are still to be
+    placed, leaves the final pack keys in ``K`` [G, rows] (in place), which that placement reads.
+
+    Weights stay float32-exact in Python floats: a float32 sum computed in double and rounded once
+    to float32 is the float32 sum (double has more than 2 * 24 + 2 bits), and the rounding is a
+    store into a float32 ``array``. Full packs stay in the heap with weight +inf, which no open pack
+    reaches, as in the keys."""
+    from array import array                                  # float32 rounding of Python floats
+
+    hi = 1 if np.little_endian else 0
+    W = K.view(np.float32)[:, hi::2].T.tolist()              # per row: weight of each pack
+    L = K.view(np.uint32)[:, 1 - hi::2].T.tolist()           # per row: pack << cb | count
     cmask = (1 << cb) - 1
-    inf_bits = int(np.float32(np.inf).view(np.int32))
-    for i in range(left.size):
-        packs = []
-        for kv in key[i].tolist():
-            wbits, p, c = kv >> s1, (kv >> cb) & pmask, kv & cmask
-            if c < per:
-                packs.append((float(np.int32(wbits).view(np.float32)), p, c))
-        heapq.heapify(packs)
-        full = [kv for kv in key[i].tolist() if kv & cmask >= per]
-        pos = int(base[i])
-        for x in sw[pos:pos + int(left[i])].tolist():
-            wt, p, c = heapq.heappop(packs)
-            chosen[pos] = (p << cb) | c
-            pos += 1
-            c += 1
-            if c < per:
-                heapq.heappush(packs, (float(np.float32(wt) + np.float32(x)), p, c))
+    inf = float("inf")
+    f32 = array("f", [0.0])
+    heapreplace = heapq.heapreplace
+    pos, vals, heaps, zero_rows = [], [], [], []
+    for i, (w_row, l_row, start, m, e) in enumerate(zip(W, L, base.tolist(), left.tolist(),
+                                                         end.tolist())):
+        # (weight, pack << cb | count) orders like (weight, pack): the pack index is unique
+        heap = list(zip(w_row, l_row))
+        heapq.heapify(heap)
+        for x in sw[start:start + m].tolist():
+            w, lo = heap[0]
+            vals.append(lo)
+            lo += 1
+            if lo & cmask < per:
+                f32[0] = w + x
+                heapreplace(heap, (f32[0], lo))
             else:
-                full.append((inf_bits << s1) | (p << cb) | c)
-        key[i] = sorted(full + [(int(np.float32(wt).view(np.int32)) << s1) | (p << cb) | c
-                                for wt, p, c in packs])
+                heapreplace(heap, (inf, lo))
+        pos.extend(range(start, start + m))
+        if start + m < e:
+            heaps.append(heap)
+            zero_rows.append(i)
+    chosen[pos] = vals
+    if heaps:
+        # the final keys: weight bits in the high half, pack | count in the low half
+        state = np.array(heaps)                               # [rows, G, 2] float64, exact
+        K[:, zero_rows] = ((state[:, :, 0].astype(np.float32).view(np.int32).astype(np.int64) << 32)
+                           | state[:, :, 1].astype(np.int64)).T
 
 
 def _greedy_loop(w: np.ndarray, S: int, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
