@@ -747,9 +747,9 @@ def _greedy_candidates(w: np.ndarray, S: int, present: np.ndarray | None):
     increases, so greedy takes exactly the ``S - n_present`` largest (key desc, expert asc) pairs. The
     last picked key is >= a level (the largest of three lower bounds, see below), so only pairs with
     ``k <= w / level`` of experts above the level can be picked: a few more than the redundant slots
-    per row. Returns (present [R, E] bool or None for all, red [R] redundant slots, good [R] rows where the level
-    holds, src [T] flat expert index of each pair, key [T] its key), pairs grouped by row in (expert,
-    k) order. Rows not ``good`` (all-zero loads, or loads near the denormal range, where the rounding
+    per row. Returns (present [R, E] bool or None for all, red [R] redundant slots, good [R] rows
+    where the level holds, hot [H] flat index of each expert with pairs (ascending), kc [H] its pairs,
+    pid [T] the hot expert of each pair, key [T] its key), pairs grouped by row in (expert, k) order. Rows not ``good`` (all-zero loads, or loads near the denormal range, where the rounding
     margin cannot be represented) have no pairs and must take :func:`_greedy_loop`."""
     R, E = w.shape
     w64 = np.asarray(w, dtype=np.float64)
@@ -769,7 +769,9 @@ def _greedy_candidates(w: np.ndarray, S: int, present: np.ndarray | None):
     level = tot / S
     r0 = int(red.max()) if R else 0
     if 0 < r0 <= E:
-        level = np.maximum(level, np.partition(wp, E - r0, axis=1)[:, E - r0])
+        # (float32 loads partition as float32: same order, same value, half the bytes)
+        wpart = w if everyone else (w * present if w.dtype == np.float32 else wp)
+        level = np.maximum(level, np.partition(wpart, E - r0, axis=1)[:, E - r0])
     # A third, tighter one: with H the experts at or above that bound, sum over H of floor(w / t)
     # exceeds sum over H of (w / t - 1), which is red at t = sum_H w / (red + |H|); so at least red
     # keys are >= t and the last pick is too. It brings the candidates down to about red + |H| / 2.
@@ -783,16 +785,15 @@ def _greedy_candidates(w: np.ndarray, S: int, present: np.ndarray | None):
     good = level > dt_min
     safe = np.where(good, level, 1.0)[:, None]
     hot = wp >= safe                                      # safe > 0: absent experts never pass
-    hot = np.flatnonzero(hot if good.all() else hot & good[:, None])
+    hot = (hot if good.all() else hot & good[:, None]).ravel().nonzero()[0]
     hrow = hot // E
     # k-th extra replica's key is w / k: only k <= w / level can reach the last pick
     kc = np.minimum(np.floor(w64.ravel()[hot] / safe.ravel()[hrow]), red[hrow]).astype(np.int64)
     total = int(kc.sum())
-    src = np.repeat(hot, kc)
-    start = np.cumsum(kc) - kc
-    k = np.arange(1, total + 1, dtype=np.int64) - np.repeat(start, kc)
-    key = w.ravel()[src] / k.astype(w.dtype)                # in w's dtype, as the loop divides
-    return present, red, good, src, key
+    pid = np.repeat(np.arange(hot.size, dtype=np.int64), kc)
+    k = np.arange(1, total + 1, dtype=np.int64) - (np.cumsum(kc) - kc)[pid]
+    key = w.ravel()[hot[pid]] / k.astype(w.dtype)           # in w's dtype, as the loop divides
+    return present, red, good, hot, kc, pid, key
 
 
 def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
@@ -804,18 +805,19 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     for absent experts) and picks int64 [R, max extra] (-1 padded) in greedy order; bit-identical to
     the loop."""
     R, E = w.shape
-    present, red, good, src, key = _greedy_candidates(w, S, present)
+    present, red, good, hot, kc, pid, key = _greedy_candidates(w, S, present)
     r0 = int(red.max()) if R else 0
-    total = src.size
-    eb = max(int(E - 1).bit_length(), 1)
+    total = pid.size
+    eb = max(int(hot.size - 1).bit_length(), 1)
     rb = max(int(R - 1).bit_length(), 1)
     counts = np.ones((R, E), dtype=np.int64) if present is None else present.astype(np.int64)
     picks = np.full((R, max(r0, 0)), -1, dtype=np.int64)
     if total and rb + 31 + eb <= 63:
-        row = src // E
-        # one int64 per pair: row, then key descending (float32 bit pattern), then expert
+        row = (hot // E)[pid]
+        # one int64 per pair: row, then key descending (float32 bit pattern), then its hot expert
+        # (ascending with the expert within a row, so ties break by expert as greedy does)
         comp = ((row << (31 + eb)) | ((np.int64(0x7FFFFFFF) - key.astype(np.float32).view(np.int32)
-                                       .astype(np.int64)) << eb) | (src - row * E))
+                                       .astype(np.int64)) << eb) | pid)
         if w.dtype == np.float32:
             comp.sort()
         else:
@@ -830,13 +832,13 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
                 wrong = tied & ((ks[1:] > ks[:-1]) | ((ks[1:] == ks[:-1]) & (ee[1:] < ee[:-1])))
                 good[(comp[1:] >> (31 + eb))[wrong]] = False
         rs = comp >> (31 + eb)
-        es = comp & np.int64((1 << eb) - 1)
+        ps = comp & np.int64((1 << eb) - 1)
         per_row = np.bincount(rs, minlength=R)
         pos = np.arange(total, dtype=np.int64) - (np.cumsum(per_row) - per_row)[rs]
         take = pos < red[rs]
-        rt, et = rs[take], es[take]
-        counts += np.bincount(rt * E + et, minlength=R * E).reshape(R, E)
-        picks[rt, pos[take]] = et
+        rt, pt = rs[take], ps[take]
+        counts.ravel()[hot] += np.bincount(pt, minlength=hot.size)
+        picks.ravel()[rt * picks.shape[1] + pos[take]] = hot[pt] - rt * E
         good &= per_row >= red
     else:
         good &= red <= 0
@@ -917,12 +919,12 @@ def _waterfill(w: np.ndarray, S: int, present: np.ndarray | None = None) -> np.n
     above it plus, of the keys equal to it, the lowest experts. ``w`` float [R, E]. Returns int64
     [R, E]."""
     R, E = w.shape
-    present, red, good, src, key = _greedy_candidates(w, S, present)
+    present, red, good, hot, kc, pid, key = _greedy_candidates(w, S, present)
     counts = np.ones((R, E), dtype=np.int64) if present is None else present.astype(np.int64)
-    row = src // E
+    row = (hot // E)[pid]
     per_row = np.bincount(row, minlength=R)
     good &= per_row >= red
-    if src.size:
+    if pid.size:
         # Row r's red-th largest key is its (per_row - red)-th smallest (0-based). Each row is
         # shifted right by D - that excess (D its largest value) behind -inf entries, so it sits at
         # column D of every row: one partition for all rows. Rows not good have no pairs.
@@ -932,7 +934,7 @@ def _waterfill(w: np.ndarray, S: int, present: np.ndarray | None = None) -> np.n
         start = np.cumsum(per_row) - per_row
         mat = np.full((R, width), np.inf, dtype=key.dtype)
         mat[np.arange(width) < (D - excess)[:, None]] = -np.inf
-        col = np.arange(src.size, dtype=np.int64) - start[row] + (D - excess)[row]
+        col = np.arange(pid.size, dtype=np.int64) - start[row] + (D - excess)[row]
         mat[row, col] = key
         tau = np.partition(mat, D, axis=1)[:, D][row]
         gt = key > tau
@@ -943,7 +945,11 @@ def _waterfill(w: np.ndarray, S: int, present: np.ndarray | None = None) -> np.n
         ceq = np.cumsum(eq)
         before = np.concatenate([[0], ceq])[start]
         take = gt | (eq & (ceq - before[row] <= need[row]))
-        counts.ravel()[:] += np.bincount(src[take & good[row]], minlength=R * E)
+        # an expert's picked pairs per hot expert (rows not good are redone by the loop below)
+        ct = np.zeros(pid.size + 1, dtype=np.int64)
+        np.cumsum(take, out=ct[1:])
+        ends = np.cumsum(kc)
+        counts.ravel()[hot] += ct[ends] - ct[ends - kc]
     bad = ~good & (red > 0)
     if bad.any():
         counts[bad] = _greedy_loop(w[bad], S, counts[bad] > 0)[0]
