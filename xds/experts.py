@@ -333,6 +333,8 @@ def _rank_load(phy2log: np.ndarray, loads: np.ndarray, counts: np.ndarray, ranks
 def _balancedness_from_rank_load(rank_load: np.ndarray) -> np.ndarray:
     mean = rank_load.sum(axis=1) / rank_load.shape[1]          # == rank_load.mean(axis=1)
     pos = mean > 0
+    if pos.all():                                              # (the usual case: no masking)
+        return rank_load.max(axis=1) / mean
     return np.where(pos, rank_load.max(axis=1) / np.where(pos, mean, 1.0), 1.0)
 
 
@@ -348,9 +350,9 @@ def _slot_major_sums(lT: np.ndarray) -> np.ndarray:
         for i in range(1, s):
             res += lT[i]
         return res
-    r = lT[:8].copy()
     stop = s - s % 8
-    for i in range(8, stop, 8):
+    r = lT[:8] + lT[8:16] if stop > 8 else lT[:8]            # (a view is not written to)
+    for i in range(16, stop, 8):
         r += lT[i:i + 8]
     res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
     for i in range(stop, s):
@@ -851,19 +853,17 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     return counts, picks
 
 
-def _inverse(perm: np.ndarray) -> np.ndarray:
-    inv = np.empty_like(perm)
-    np.put_along_axis(inv, perm, np.broadcast_to(np.arange(perm.shape[1], dtype=np.int64), perm.shape), 1)
-    return inv
-
-
 # --------------------------------------------------------------------------------------------------
 # EPLB baseline (bit-exact with DeepSeek's algorithm, vectorized over layers)
 # --------------------------------------------------------------------------------------------------
 def _eplb_prepare(w32: np.ndarray, P: int, K: int, N: int, G: int):
     """EPLB up to its last packing: group packing onto nodes and greedy replication per node. Returns
-    (mlog2log [L, E], phy2mlog [L*N, P/N], tokens_per_phy float32 [L*N, P/N], G/N, replica count of
-    each node-major expert [L*N, E/N]). Built with flat indices; the values are EPLB's exactly."""
+    (mlog2log [L, E], pflat [L*N, P/N], tokens_per_phy float32 [L*N, P/N], G/N, replica count of
+    each node-major expert [L*N, E/N], mg [L*K]). ``pflat`` holds each physical item's node-major
+    expert as a flat index into the [L*N, E/N] node rows (the node's experts in order, then the
+    redundant picks), which is also its flat index into ``mlog2log``; ``mg`` is the global group row
+    (layer * K + group) at each node-major group position, so node rows of any [L, E] array are one
+    row gather of its [L*K, E/K] view. Built with flat indices; the values are EPLB's exactly."""
     if K % N:
         K, N = 1, 1
     L, E = w32.shape
@@ -872,31 +872,30 @@ def _eplb_prepare(w32: np.ndarray, P: int, K: int, N: int, G: int):
     En = E // N
     R = L * N
     gpi, grp = _lpt_pack(w32.reshape(L, K, gs).sum(-1), N)
-    mg2g = np.empty(L * K, dtype=np.int64)             # group at each node-major group position
-    mg2g[(gpi * gpn + grp + (np.arange(L, dtype=np.int64) * K)[:, None]).ravel()] = np.tile(
-        np.arange(K, dtype=np.int64), L)
-    mlog2log = (mg2g[:, None] * gs + np.arange(gs, dtype=np.int64)).reshape(L, E)
-    tokens_per_mlog = w32.ravel()[(mlog2log + (np.arange(L, dtype=np.int64) * E)[:, None]).ravel()]
-    tokens_per_mlog = tokens_per_mlog.reshape(R, En)
+    lk = (np.arange(L, dtype=np.int64) * K)[:, None]
+    mg = np.empty(L * K, dtype=np.int64)
+    mg[(gpi * gpn + grp + lk).ravel()] = np.arange(L * K, dtype=np.int64)
+    # group rows are gs contiguous loads: one row gather instead of one per expert
+    mlog2log = np.arange(E, dtype=np.int64).reshape(K, gs).take((mg.reshape(L, K) - lk).ravel(), 0)
+    tokens_per_mlog = w32.reshape(L * K, gs).take(mg, 0).reshape(R, En)
     mlogcnt, picks = _greedy_replicas(tokens_per_mlog, P // N)
-    phy2mlog = np.concatenate([np.broadcast_to(np.arange(En, dtype=np.int64), (R, En)), picks], axis=1)
-    # the node's experts in order, then the redundant picks
+    rows = (np.arange(R, dtype=np.int64) * En)[:, None]
+    pflat = np.empty((R, P // N), dtype=np.int64)
+    pflat[:, :En] = rows + np.arange(En, dtype=np.int64)
+    np.add(picks, rows, out=pflat[:, En:])
     per_rep = tokens_per_mlog / mlogcnt.astype(np.float32)
-    pf = (picks + np.arange(R, dtype=np.int64)[:, None] * En).ravel()
-    tokens_per_phy = np.concatenate([per_rep, per_rep.ravel()[pf].reshape(R, -1)], axis=1)
-    return mlog2log, phy2mlog, tokens_per_phy, G // N, mlogcnt
+    return mlog2log.reshape(L, E), pflat, per_rep.ravel().take(pflat), G // N, mlogcnt, mg
 
 
 def _eplb_finish(prep, pi: np.ndarray, rip: np.ndarray, P: int, G: int) -> np.ndarray:
     """EPLB's ``phy2log`` [L, P] from :func:`_eplb_prepare`'s output and the packing of its replicas."""
-    mlog2log, phy2mlog = prep[0], prep[1]
-    L, E = mlog2log.shape
-    N = phy2mlog.shape[0] // L
-    pphy2phy = _inverse(pi * (P // G) + rip)
-    pphy2mlog = np.take_along_axis(phy2mlog, pphy2phy, -1)
-    pphy2mlog = (pphy2mlog.reshape(L, N, -1)
-                 + np.arange(0, E, E // N, dtype=np.int64).reshape(1, -1, 1)).reshape(L, -1)
-    return np.take_along_axis(mlog2log, pphy2mlog, -1)
+    mlog2log, pflat = prep[0], prep[1]
+    L = mlog2log.shape[0]
+    # each item to its slot in its node's row (pack * slots per pack + rank in pack); pflat already
+    # indexes mlog2log with the node's offset
+    slot = np.empty_like(pflat)
+    np.put_along_axis(slot, pi * (P // G) + rip, pflat, 1)
+    return mlog2log.ravel().take(slot).reshape(L, P)
 
 
 def _eplb_layout(w32: np.ndarray, P: int, K: int, N: int, G: int) -> np.ndarray:
@@ -960,37 +959,57 @@ def _round_to_ranks(w: np.ndarray, c: np.ndarray, ranks: int, present: np.ndarra
     """Variant counts: an expert with more replicas than ranks but not a whole multiple of them
     necessarily stacks an extra replica on some rank; round it down to a multiple of ``ranks`` and
     give the freed replicas (greedily, by per-replica load) to experts with fewer than ``ranks``."""
-    c = c.copy()
     over = (c > ranks) & (c % ranks != 0)
-    if not over.any():
+    rows = over.any(1).nonzero()[0]
+    c = c.copy()
+    if not rows.size:
         return c
-    rounded = np.where(over, (c // ranks) * ranks, c)
-    free = (c - rounded).sum(1)
-    c = rounded
-    # one replica per row and step, only on the rows with replicas to give (same picks as giving
-    # them one at a time to the whole matrix)
-    rows = np.flatnonzero(free > 0)
-    W, C, F = w[rows], c[rows], free[rows]
-    elig0 = present[rows] & ~over[rows]
-    back0 = present[rows] & over[rows]
-    # each eligible expert's per-replica load, kept up to date entry by entry
-    key = np.where(elig0 & (C < ranks), W / np.maximum(C, 1), -np.inf)
-    while True:
-        act = np.flatnonzero(F > 0)
-        if not act.size:
-            break
-        e = key[act].argmax(axis=1)
-        none = np.isneginf(key[act, e])
-        if none.any():
-            # nobody eligible: give the replica back to the most loaded rounded expert
-            a = act[none]
-            e[none] = np.where(back0[a], W[a] / np.maximum(C[a], 1), -np.inf).argmax(axis=1)
-        C[act, e] += 1
-        F[act] -= 1
-        ce = C[act, e]
-        key[act, e] = np.where(elig0[act, e] & (ce < ranks), W[act, e] / ce, -np.inf)
+    W, C, ov, pres = w[rows], c[rows], over[rows], present[rows]
+    freed = C % ranks * ov
+    F = freed.sum(1)
+    C -= freed
+    # Eligible experts (present, not rounded) take replicas up to ``ranks`` each; only when all of a
+    # row's are full do the rest go back to the rounded experts (the greedy gives to the latter only
+    # when nobody is eligible, and eligibility never comes back).
+    lim = np.maximum(ranks - C, 0) * (pres & ~ov)
+    room = lim.sum(1)
+    C += _top_pairs(W, C, lim, np.minimum(F, room))
+    rest = F - room
+    if (rest > 0).any():
+        C += _top_pairs(W, C, (pres & ov) * np.maximum(rest, 0)[:, None], np.maximum(rest, 0))
     c[rows] = C
     return c
+
+
+def _top_pairs(W: np.ndarray, C: np.ndarray, lim: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """Replicas [n, E] that ``F[r]`` greedy steps add to row r, where each step gives one replica to
+    the expert with the highest per-replica load ``W / max(count, 1)`` (lowest index on ties) among
+    those that have taken fewer than ``lim`` so far (``F`` at most ``lim``'s row sums).
+
+    Expert e's j-th replica is taken at key ``W_e / max(C_e + j, 1)``, non-increasing in j, so the
+    steps take the ``F`` first (expert, j) pairs in (key desc, expert asc) order, found with one sort
+    instead of ``F`` steps. Only the experts whose first key is among a row's ``max(F)`` highest can
+    take one, each at most ``max(F)`` times: the pairs are a small [n, max(F), max(F)] block."""
+    n, E = W.shape
+    Fm = int(F.max())
+    if Fm <= 0:
+        return np.zeros((n, E), dtype=np.int64)
+    first = np.where(lim > 0, W / np.maximum(C, 1), -np.inf)
+    # candidates as flat indices, in expert order within a row (so the stable sort of the pairs
+    # breaks equal keys by expert, then by j)
+    top = np.argsort(-first, axis=1, kind="stable")[:, :Fm]
+    top.sort(axis=1)
+    Fe = top.shape[1]
+    top += (np.arange(n, dtype=np.int64) * E)[:, None]
+    J = min(Fm, int(lim.max()))
+    j = np.arange(J, dtype=np.int64)
+    k = C.take(top)[:, :, None] + j
+    # W / k in float64 with k an int64 count, as the one-at-a-time greedy divides
+    key = np.where(j < lim.take(top)[:, :, None], W.take(top)[:, :, None] / np.maximum(k, 1), -np.inf)
+    pick = np.argsort(-key.reshape(n, Fe * J), axis=1, kind="stable")[:, :Fm]
+    pick //= J
+    pick += (np.arange(n, dtype=np.int64) * Fe)[:, None]
+    return np.bincount(top.take(pick)[np.arange(Fm) < F[:, None]], minlength=n * E).reshape(n, E)
 
 
 def _items_from_counts(c: np.ndarray) -> np.ndarray:
@@ -1139,43 +1158,21 @@ def _assign_groups(gw: np.ndarray, N: int, cap: int) -> np.ndarray:
 
 
 def _node_rows(w: np.ndarray, node_of: np.ndarray, N: int, gs: int, cap: int):
-    """Per-node expert lists: returns (ids [L*N, cap*gs] global expert ids, padded with 0; present
-    mask; loads)."""
+    """Per-node expert lists: returns (ids [L*N, cap*gs] global expert ids, padded with 0..gs-1;
+    present mask; loads, 0 where absent)."""
     L, K = node_of.shape
     # each group's place in its node's row: groups of a node in index order
     onehot = node_of[:, :, None] == np.arange(N)
     pos = (np.cumsum(onehot, axis=1) - 1)[onehot]                       # [L*K], (layer, group) order
-    gid = np.full((L, N, cap), -1, dtype=np.int64)
-    gid[np.repeat(np.arange(L), K), node_of.ravel(), pos] = np.tile(np.arange(K), L)
-    present_g = gid >= 0
-    ids = (np.where(present_g, gid, 0)[..., None] * gs + np.arange(gs)).reshape(L * N, cap * gs)
-    present = np.repeat(present_g, gs, axis=2).reshape(L * N, cap * gs)
-    wl = w.ravel()[ids + np.repeat(np.arange(L, dtype=np.int64) * w.shape[1], N)[:, None]]
-    return ids, present, np.where(present, wl, 0.0)
-
-
-def _stacking_rows(wn: np.ndarray, c: np.ndarray, ranks: int, nodes: int) -> np.ndarray:
-    """Node rows [L*nodes] where some expert has more replicas than the node has ranks but not a whole
-    multiple of them (two land on one rank), among the rows that can hold their layer's max: own
-    lower bound within ROUND_ROW_SLACK of the layer's highest. Only those are worth rounding."""
-    rows = c.max(1) > ranks
-    cr = c[rows]
-    rows[rows] = ((cr > ranks) & (cr % ranks != 0)).any(1)
-    if rows.any():
-        sl = np.flatnonzero(rows.reshape(-1, nodes).any(1))
-        r = (sl[:, None] * nodes + np.arange(nodes)).ravel()
-        row_lb = _set_lower_bound(wn[r], c[r], ranks, 1).reshape(-1, nodes)
-        rows[r] &= (row_lb >= (1 - ROUND_ROW_SLACK) * row_lb.max(1, keepdims=True)).ravel()
-    return rows
-
-
-def _set_lower_bound(wn: np.ndarray, c: np.ndarray, ranks: int, nodes: int) -> np.ndarray:
-    """Lower bound on a layer's max rank load for a count set, per layer: a rank carries at least its
-    node's mean, and an expert with c replicas on ``ranks`` ranks puts ceil(c / ranks) of them on one
-    rank. ``wn``/``c`` [L*nodes, X] per node row; ``wn`` is 0 wherever ``c`` is (absent experts)."""
-    per_rep = wn / np.maximum(c, 1) * ((c + (ranks - 1)) // ranks)
-    lb = np.maximum(wn.sum(1) / ranks, per_rep.max(1))
-    return lb.reshape(-1, nodes).max(1)
+    slot = ((np.arange(L, dtype=np.int64)[:, None] * N + node_of) * cap).ravel() + pos
+    # Global group row (layer * K + group) in each slot, an all-zero row past the end in the empty
+    # ones: the loads are one gather of gs-long rows instead of one per expert.
+    grow = np.full(L * N * cap, L * K, dtype=np.int64)
+    grow[slot] = np.arange(L * K, dtype=np.int64)
+    wl = np.concatenate([w.reshape(L * K, gs), np.zeros((1, gs))]).take(grow, 0)
+    ids = np.arange(K * gs, dtype=np.int64).reshape(K, gs).take(grow % K, 0)
+    present = np.repeat(grow < L * K, gs)
+    return ids.reshape(L * N, cap * gs), present.reshape(L * N, cap * gs), wl.reshape(L * N, cap * gs)
 
 
 def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
@@ -1203,39 +1200,51 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     cap = S // gs                      # groups a node has room for
     R = L * N
     # --- EPLB, bit-exact: groups to nodes (equal count), greedy replicas per node; its items per
-    # node row (the node's experts in order, then the redundant picks) are packed below.
-    mlog2log, phy, item32, _, cnt = _eplb_prepare(w.astype(np.float32), P, K, N, G)
-    mlog2log = mlog2log.reshape(R, En)                 # global expert ids per node row
-    wn = w.ravel()[mlog2log + np.repeat(np.arange(L, dtype=np.int64) * E, N)[:, None]]
-    t64 = wn / cnt                                     # float64 loads of each node row, per replica
-    pf = (phy[:, En:] + np.arange(R, dtype=np.int64)[:, None] * En).ravel()
-    i64 = np.concatenate([t64, t64.ravel()[pf].reshape(R, -1)], axis=1).ravel()
-    gid = np.concatenate([mlog2log, mlog2log.ravel()[pf].reshape(R, -1)], axis=1).ravel()
-    # --- xds's count sets, each for some layers: (layers [La], ids, counts, loads [La*N, X], rows
-    # that differ from EPLB's [La*N] bool; only those are packed again).
-    nodes_ar = np.arange(N, dtype=np.int64)
-    sets = []
-    # Per layer, our set with the lowest lower bound (the first wins ties) is packed even when that
-    # bound only ties EPLB's: both often sit at the hot node's mean while EPLB's packing lands well
-    # above it.
+    # node row (the node's experts in order, then the redundant picks) are packed below. An item
+    # is carried as its flat index into the node rows' [R, En] tables (pflat).
+    mlog2log, pflat, item32, _, cnt, mg = _eplb_prepare(w.astype(np.float32), P, K, N, G)
+    wn = w.reshape(L * K, gs).take(mg, 0).reshape(R, En)   # float64 loads of each node row
+    t64 = wn / cnt                                         # ... per replica
+    # Every packed item is carried by a payload: its index into the concatenated tables of ids and
+    # float64 per-replica loads below (EPLB's node rows first, then our sets' rows). Within a node
+    # row the payload is one-to-one with the expert, so it stands in for the id in the search.
+    id_tabs, val_tabs = [mlog2log.ravel()], [t64.ravel()]
+    # --- xds's count sets: 0 load-driven groups, water-filled; 1 the same rounded; 2 EPLB's counts
+    # rounded. Per layer, the set with the lowest lower bound (the first wins ties) is packed even
+    # when that bound only ties EPLB's: both often sit at the hot node's mean while EPLB's packing
+    # lands well above it.
     best_lb = np.full(L, np.inf)
     best_k = np.full(L, -1)
 
-    def offer(lk, ids_k, c_k, w_k, diff_k):
-        lbk = _set_lower_bound(w_k, c_k, Gn, N)
-        b = lbk < best_lb[lk]
-        best_lb[lk[b]] = lbk[b]
-        best_k[lk[b]] = len(sets)
-        sets.append((lk, ids_k, c_k, w_k, diff_k))
+    def offer(layers, lb, k):              # layers [n] (ascending), lb [n] their bounds under set k
+        b = lb < best_lb[layers]
+        best_lb[layers[b]] = lb[b]
+        best_k[layers[b]] = k
 
-    def rows_of(layers):
-        return (layers[:, None] * N + nodes_ar).ravel()
+    # Lower bound of a node row's max rank load: a rank carries at least the row's mean, and an
+    # expert with c replicas on Gn ranks puts ceil(c / Gn) of them on one. Counts are at most S, so
+    # the integer parts are table lookups (int64 division is slow).
+    counts = np.arange(S + 1, dtype=np.int64)
+    ceil_tab = ((counts + (Gn - 1)) // Gn).astype(np.float64)   # (exact: small integers)
+    stack_tab = (counts > Gn) & (counts % Gn != 0)        # two replicas land on one rank
 
-    def below_best(wk):
-        # Rounding keeps every node row's total, so a rounded set's bound is at least its highest
-        # node-row mean: only the layers where that is below the best bound so far can pick it.
-        return np.flatnonzero((wk.sum(1) / Gn).reshape(L, N).max(1) < best_lb)
+    def row_bounds(per_rep, c, mean):      # per_rep = wn / max(c, 1); one per row
+        return np.maximum(mean, (per_rep * ceil_tab.take(c)).max(1))
 
+    def to_round(c, rlb):
+        # Of some layers' node rows (counts c [n*N, X], bounds rlb [n, N]), those that stack
+        # replicas and can hold the layer's max (own bound within ROUND_ROW_SLACK of the layer's
+        # highest): only those are worth rounding. -> [n, N]
+        near = rlb >= (1 - ROUND_ROW_SLACK) * rlb.max(1, keepdims=True)
+        return stack_tab.take(c).any(1).reshape(-1, N) & near
+
+    def rows_of(layers):                   # node rows of the layers, in order
+        return (layers[:, None] * N + np.arange(N, dtype=np.int64)).ravel()
+
+    # Rounding keeps every node row's total, so a rounded set's bound is at least its highest
+    # node-row mean: only the layers where that is below the best bound so far can pick it (often
+    # a few: the rounding work is done on their rows only).
+    a_rows = None
     if cap > gpn and K > N:
         # A node has room for more groups than EPLB gives it: place groups by load. (With as many
         # groups as nodes every node still holds exactly one, as in EPLB: nothing to gain.)
@@ -1245,92 +1254,111 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
                                          cap)
         # float32 keys: these counts are xds's own candidate, not EPLB's, so the fast sort will do
         c_a = _waterfill(wn_a.astype(np.float32), S, pres_a)
-        offer(np.arange(L), ids_a, c_a, wn_a, np.ones(R, dtype=bool))
-        la = below_best(wn_a) if spg > 1 else np.zeros(0, dtype=np.int64)
-        if la.size:
-            r = rows_of(la)
-            m = _stacking_rows(wn_a[r], c_a[r], Gn, N)
+        u_a = wn_a / np.maximum(c_a, 1)
+        mean_a = wn_a.sum(1) / Gn
+        rlb_a = row_bounds(u_a, c_a, mean_a).reshape(L, N)
+        offer(np.arange(L), rlb_a.max(1), 0)
+        below = (mean_a.reshape(L, N).max(1) < best_lb).nonzero()[0] if spg > 1 else []
+        if len(below):
+            r = rows_of(below)
+            rlb = rlb_a[below]
+            m = to_round(c_a.take(r, 0), rlb)
             if m.any():
-                c_ar = c_a[r]
-                c_ar[m] = _round_to_ranks(wn_a[r[m]], c_ar[m], Gn, pres_a[r[m]])
-                offer(la, ids_a[r], c_ar, wn_a[r], np.ones(r.size, dtype=bool))
-    le = below_best(wn) if spg > 1 else np.zeros(0, dtype=np.int64)
-    if le.size:
+                a_rows = r[m.ravel()]
+                c_ar = _round_to_ranks(wn_a.take(a_rows, 0), c_a.take(a_rows, 0), Gn, pres_a.take(a_rows, 0))
+                u_ar = wn_a.take(a_rows, 0) / np.maximum(c_ar, 1)
+                rlb[m] = row_bounds(u_ar, c_ar, mean_a[a_rows])
+                offer(below, rlb.max(1), 1)
+    e_rows = None
+    if spg > 1:
         # node rows where EPLB stacks two replicas of a hot expert on one rank
-        r = rows_of(le)
-        stack_row = _stacking_rows(wn[r], cnt[r], Gn, N).reshape(-1, N)
-        hit = stack_row.any(1)
-        if hit.any():
-            lo = le[hit]
-            r = rows_of(lo)
-            sr = stack_row[hit].ravel()
-            c_r = cnt[r]
-            c_r[sr] = _round_to_ranks(wn[r[sr]], c_r[sr], Gn, np.ones((int(sr.sum()), En), bool))
-            offer(lo, mlog2log[r], c_r, wn[r], sr)
-    alt_layers = np.flatnonzero(best_k >= 0)
-    alt_rows = np.zeros(0, dtype=np.int64)                 # node row (of R) each packed alt row replaces
-    if alt_layers.size:
-        # Only the layers where one of our sets can beat EPLB are packed a second time, and of
-        # those only the node rows that differ from EPLB's.
-        srcs, dsts = [], []
-        for k, (lk, ids_k, c_k, w_k, diff_k) in enumerate(sets):
-            lay_k = alt_layers[best_k[alt_layers] == k]
-            if lay_k.size:
-                src_r = (np.searchsorted(lk, lay_k)[:, None] * N + nodes_ar).ravel()
-                src_r = src_r[diff_k[src_r]]
-                srcs.append((k, src_r))
-                dsts.append(lk[src_r // N] * N + src_r % N)
-        alt_rows = np.concatenate(dsts)
+        mean_e = wn.sum(1) / Gn
+        below = (mean_e.reshape(L, N).max(1) < best_lb).nonzero()[0]
+        if below.size:
+            r = rows_of(below)
+            c_r = cnt.take(r, 0)
+            rlb = row_bounds(t64.take(r, 0), c_r, mean_e[r]).reshape(-1, N)
+            sr = to_round(c_r, rlb)
+            hit = sr.any(1)
+            if hit.any():
+                e_rows = r[sr.ravel()]
+                c_er = _round_to_ranks(wn.take(e_rows, 0), cnt.take(e_rows, 0), Gn,
+                                       np.ones((e_rows.size, En), dtype=bool))
+                u_er = wn.take(e_rows, 0) / np.maximum(c_er, 1)
+                rlb[sr] = row_bounds(u_er, c_er, mean_e[e_rows])
+                offer(below[hit], rlb.max(1)[hit], 2)
+    # Only the layers where one of our sets can beat EPLB are packed a second time, and of those
+    # only the node rows that differ from EPLB's: all of a layer's rows for the load-driven sets,
+    # the rounded rows for EPLB's. Their items (counts expanded in expert order) are payloads too.
+    alt_rows, alt_pay = [], []
+    by_a = np.repeat((best_k == 0) | (best_k == 1), N)
+    if by_a.any():
+        c_x, u_x = c_a, u_a
+        if a_rows is not None:
+            r1 = best_k[a_rows // N] == 1
+            if r1.any():
+                c_x, u_x = c_a.copy(), u_a.copy()
+                c_x[a_rows[r1]], u_x[a_rows[r1]] = c_ar[r1], u_ar[r1]
+        X = c_x.shape[1]
+        rows = by_a.nonzero()[0]
+        alt_rows.append(rows)
+        # (the table offset goes on the short per-row arange, not on the expanded items)
+        alt_pay.append(np.repeat((rows[:, None] * X + np.arange(R * En, R * En + X, dtype=np.int64)).ravel(),
+                                 c_x.take(rows, 0).ravel()))
+        id_tabs.append(ids_a.ravel())
+        val_tabs.append(u_x.ravel())
+    if e_rows is not None:
+        i2 = (best_k[e_rows // N] == 2).nonzero()[0]
+        if i2.size:
+            alt_rows.append(e_rows[i2])
+            at = sum(t.size for t in id_tabs)
+            alt_pay.append(np.repeat((i2[:, None] * En + np.arange(at, at + En, dtype=np.int64)).ravel(),
+                                     c_er.take(i2, 0).ravel()))
+            id_tabs.append(mlog2log.reshape(R, En).take(e_rows, 0).ravel())
+            val_tabs.append(u_er.ravel())
+    ids = np.concatenate(id_tabs) if len(id_tabs) > 1 else id_tabs[0]
+    vals = np.concatenate(val_tabs) if len(val_tabs) > 1 else val_tabs[0]
+    Ra = 0
+    if alt_rows:
+        alt_rows = np.concatenate(alt_rows)
+        alt_pay = np.concatenate(alt_pay) if len(alt_pay) > 1 else alt_pay[0]
         Ra = alt_rows.size
-        X = max(s[1].shape[1] for s in sets)
-        ids_x = np.zeros((Ra, X), dtype=np.int64)
-        c_x = np.zeros((Ra, X), dtype=np.int64)
-        w_x = np.zeros((Ra, X))
-        at = 0
-        for k, src_r in srcs:
-            ids_k, c_k, w_k = sets[k][1:4]
-            x = ids_k.shape[1]
-            d = slice(at, at + src_r.size)
-            ids_x[d, :x], c_x[d, :x], w_x[d, :x] = ids_k[src_r], c_k[src_r], w_k[src_r]
-            at += src_r.size
-        items = _items_from_counts(c_x)                 # [Ra, S] column in the set's row
-        itf = (items + np.arange(Ra, dtype=np.int64)[:, None] * X).ravel()
-        per_rep = (w_x / np.maximum(c_x, 1)).ravel()[itf]
-        item32 = np.concatenate([item32, per_rep.astype(np.float32).reshape(-1, S)])
-        i64_a, gid_a = per_rep, ids_x.ravel()[itf]
+        items = np.empty((R + Ra, S), dtype=np.float32)
+        items[:R] = item32
+        items[R:] = vals.take(alt_pay).reshape(Ra, S)
+        item32 = items
     # One packing call for EPLB's replicas and ours: the run-at-a-time loop is shared.
     pi, rip = _lpt_pack(item32, Gn)
     # Slot-major arrays ([spg, ranks], see _swap_search): packed rank g holds its items in slots
-    # rank_in_pack. EPLB's rows fill the layout; our rows go to a side array until they win.
+    # rank_in_pack; EPLB's ranks first, then ours (a side part until they win).
     RG = R * Gn
-    dest = (rip[:R] * RG + pi[:R] + np.arange(R, dtype=np.int64)[:, None] * Gn).ravel()
-    load = np.empty(R * S)
-    load[dest] = i64
-    sid = np.empty(R * S, dtype=np.int64)
-    sid[dest] = gid
-    load, sid = load.reshape(spg, RG), sid.reshape(spg, RG)
+    W = (R + Ra) * Gn
+    # (in place: no full-size temporaries)
+    dest = rip * W
+    dest += pi
+    dest += (np.arange(R + Ra, dtype=np.int64) * Gn)[:, None]
+    slots = np.empty(spg * W, dtype=np.int64)
+    slots[dest[:R].ravel()] = pflat.ravel()
+    if Ra:
+        slots[dest[R:].ravel()] = alt_pay
+    slots = slots.reshape(spg, W)
+    load = vals.take(slots)
     # rank loads summed per rank in slot order, exactly as balancedness() sums a layout
-    rank_e = _slot_major_sums(load).reshape(L, G)
+    rank_e = _slot_major_sums(load[:, :RG]).reshape(L, G)
     eplb_bal = _balancedness_from_rank_load(rank_e)
-    if alt_rows.size:
+    if Ra:
         # a layer takes our rows when its max with them (and EPLB's other rows) beats EPLB's max
-        Ra = alt_rows.size
-        dest_a = (rip[R:] * (Ra * Gn) + pi[R:] + np.arange(Ra, dtype=np.int64)[:, None] * Gn).ravel()
-        load_a = np.empty(Ra * S)
-        load_a[dest_a] = i64_a
-        sid_a = np.empty(Ra * S, dtype=np.int64)
-        sid_a[dest_a] = gid_a
-        load_a, sid_a = load_a.reshape(spg, Ra * Gn), sid_a.reshape(spg, Ra * Gn)
         cand = rank_e.reshape(R, Gn).max(1)
-        cand[alt_rows] = load_a.sum(0).reshape(Ra, Gn).max(1)
+        cand[alt_rows] = load[:, RG:].sum(0).reshape(Ra, Gn).max(1)
         take = (cand.reshape(L, N).max(1) < rank_e.max(1) * (1 - 1e-12))[alt_rows // N]
+        cols = np.arange(RG, dtype=np.int64)          # the column each final rank is read from
         if take.any():
             ar_g = np.arange(Gn, dtype=np.int64)
-            src_c = (np.flatnonzero(take)[:, None] * Gn + ar_g).ravel()
-            dst_c = (alt_rows[take][:, None] * Gn + ar_g).ravel()
-            load[:, dst_c], sid[:, dst_c] = load_a[:, src_c], sid_a[:, src_c]
+            cols[(alt_rows[take][:, None] * Gn + ar_g).ravel()] = RG + (take.nonzero()[0][:, None] * Gn
+                                                                      + ar_g).ravel()
+        load, slots = load.take(cols, 1), slots.take(cols, 1)
     if spg > 1:
-        _swap_search(load, sid, Gn, nodes=N)   # rows = layer x node; only the max node's row moves
+        _swap_search(load, slots, Gn, nodes=N)   # rows = layer x node; only the max node's row moves
     rank_load = _slot_major_sums(load).reshape(L, G)
     bal = _balancedness_from_rank_load(rank_load)
     # The search only takes swaps that lower a pair's max; a layer whose max did not move can still
@@ -1338,11 +1366,15 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     # result is never worse, exactly.
     worse = bal > eplb_bal
     if worse.any():
-        keep = worse[(dest % RG) // G]
-        load.reshape(-1)[dest[keep]], sid.reshape(-1)[dest[keep]] = i64[keep], gid[keep]
+        eplb = np.empty(R * S, dtype=np.int64)
+        eplb[(rip[:R] * RG + pi[:R] + (np.arange(R, dtype=np.int64) * Gn)[:, None]).ravel()] = pflat.ravel()
+        eplb = eplb.reshape(spg, RG)
+        back = np.repeat(worse, G).nonzero()[0]          # the ranks of those layers
+        slots[:, back] = eplb[:, back]
+        load[:, back] = vals.take(eplb[:, back])
         rank_load = _slot_major_sums(load).reshape(L, G)
         bal = _balancedness_from_rank_load(rank_load)
-    lay = np.ascontiguousarray(sid.T).reshape(L, P)
+    lay = ids.take(slots.T).reshape(L, P)
     return lay, _replica_counts(lay, E), rank_load, bal, eplb_bal
 
 
