@@ -136,6 +136,8 @@ def _check_loads(loads: Any, *, file: str | None = "--loads") -> np.ndarray:
         raise XdsError(f"loads are empty (shape {list(arr.shape)}); need at least one layer and expert",
                        file=file)
     arr = arr.astype(np.float64)
+    if arr.min() >= 0 and arr.max() < np.inf:       # (NaN fails the first test)
+        return arr
     bad = ~np.isfinite(arr)
     if bad.any():
         l, e = np.argwhere(bad)[0]
@@ -770,15 +772,21 @@ def _greedy_candidates(w: np.ndarray, S: int, present: np.ndarray | None):
     # partition serves every row.
     level = tot / S
     r0 = int(red.max()) if R else 0
+    # A third, tighter one: for any set H of experts, sum over H of floor(w / t) exceeds sum over H
+    # of (w / t - 1), which is red at t = sum_H w / (red + |H|); so at least red keys are >= t and
+    # the last pick is too. With H the experts at or above the first two bounds it brings the
+    # candidates down to about red + |H| / 2. Those experts are among the r0 largest, so H is taken
+    # from the partition's top r0 (any H is valid; this one misses at most loads equal to the bound).
     if 0 < r0 <= E:
         # (float32 loads partition as float32: same order, same value, half the bytes)
         wpart = w if everyone else (w * present if w.dtype == np.float32 else wp)
-        level = np.maximum(level, np.partition(wpart, E - r0, axis=1)[:, E - r0])
-    # A third, tighter one: with H the experts at or above that bound, sum over H of floor(w / t)
-    # exceeds sum over H of (w / t - 1), which is red at t = sum_H w / (red + |H|); so at least red
-    # keys are >= t and the last pick is too. It brings the candidates down to about red + |H| / 2.
-    hot = wp >= level[:, None]                   # absent experts are 0 in wp
-    level = np.maximum(level, (wp * hot).sum(1) / np.maximum(red + hot.sum(1), 1))
+        top = np.partition(wpart, E - r0, axis=1)[:, E - r0:]
+        level = np.maximum(level, top[:, 0])
+        top = top.astype(np.float64)
+    else:
+        top = wp
+    hot = top >= level[:, None]                  # absent experts are 0 in wp
+    level = np.maximum(level, (top * hot).sum(1) / np.maximum(red + hot.sum(1), 1))
     level *= 1 - 1e-6                            # margin covers float32 rounding of the keys
     # Keys near the denormal range lose relative precision, and the margin above cannot be
     # represented there (float32 below ~2e-31, float64 below ~2e-292): such rows take the loop.
@@ -936,19 +944,18 @@ def _waterfill(w: np.ndarray, S: int, present: np.ndarray | None = None) -> np.n
         col = np.arange(pid.size, dtype=np.int64) - start[row] + (D - excess)[row]
         mat[row, col] = key
         tau = np.partition(mat, D, axis=1)[:, D][row]
-        gt = key > tau
-        eq = key == tau
-        # of the keys equal to the threshold, greedy takes the lowest experts (pairs are in expert
-        # order within a row), as many as the keys above it leave room for
-        need = red - np.bincount(row, weights=gt, minlength=R).astype(np.int64)
-        ceq = np.cumsum(eq)
-        before = np.concatenate([[0], ceq])[start]
-        take = gt | (eq & (ceq - before[row] <= need[row]))
-        # an expert's picked pairs per hot expert (rows not good are redone by the loop below)
-        ct = np.zeros(pid.size + 1, dtype=np.int64)
-        np.cumsum(take, out=ct[1:])
-        ends = np.cumsum(kc)
-        counts.ravel()[hot] += ct[ends] - ct[ends - kc]
+        take = key > tau
+        eq = (key == tau).nonzero()[0]
+        if eq.size:
+            # of the keys equal to the threshold (few), greedy takes the lowest experts (pairs are
+            # in expert order within a row), as many as the keys above it leave room for
+            need = red - np.bincount(row, weights=take, minlength=R).astype(np.int64)
+            er = row[eq]
+            first = np.r_[True, er[1:] != er[:-1]]
+            rank = np.arange(eq.size) - np.maximum.accumulate(np.where(first, np.arange(eq.size), 0))
+            take[eq[rank < need[er]]] = True
+        # picked pairs per hot expert (rows not good are redone by the loop below)
+        counts.ravel()[hot] += np.bincount(pid[take], minlength=hot.size)
     bad = ~good & (red > 0)
     if bad.any():
         counts[bad] = _greedy_loop(w[bad], S, counts[bad] > 0)[0]
