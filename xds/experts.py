@@ -951,7 +951,9 @@ def _waterfill(w: np.ndarray, S: int, present: np.ndarray | None = None) -> np.n
             # in expert order within a row), as many as the keys above it leave room for
             need = red - np.bincount(row, weights=take, minlength=R).astype(np.int64)
             er = row[eq]
-            first = np.r_[True, er[1:] != er[:-1]]
+            first = np.empty(eq.size, dtype=bool)
+            first[0] = True
+            np.not_equal(er[1:], er[:-1], out=first[1:])
             rank = np.arange(eq.size) - np.maximum.accumulate(np.where(first, np.arange(eq.size), 0))
             take[eq[rank < need[er]]] = True
         # picked pairs per hot expert (rows not good are redone by the loop below)
