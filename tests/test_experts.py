@@ -279,6 +279,35 @@ def test_run_packing_matches_eplb_on_heavy_tailed_rows_with_cold_experts():
         assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
 
 
+def test_run_packing_matches_eplb_when_items_outweigh_the_mean_pack():
+    # One or two items heavier than a whole pack's share keep their packs out of the runs until the
+    # others fill: such rows end with one open pack (closed form) or a few (finished in Python with
+    # float32 sums), beside ordinary rows that finish in the vectorized loop.
+    rng = np.random.default_rng(23)
+    for G, per in [(8, 12), (8, 9), (4, 16), (16, 6)]:
+        w = rng.integers(1, 1000, (120, G * per)).astype(np.float32)
+        w[rng.random(w.shape) < 0.1] = 0
+        heavy = rng.integers(0, G * per, (120, 2))
+        big = w.sum(1) / G * rng.uniform(0.8, 3.0, 120)
+        w[np.arange(60), heavy[:60, 0]] = big[:60]                   # one dominating item
+        w[np.arange(60, 90)[:, None], heavy[60:90]] = big[60:90, None] / 1.5   # two
+        w[90:100] *= np.float32(1 + 2 ** -20)                        # not integer-valued
+        pi, rip = ref.balanced_packing(w, G)
+        got_pi, got_rip = _lpt_pack(w, G)
+        assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
+    # A long row finished item by item after the others: its pack weights must round to float32 at
+    # every add, as EPLB's do (values below a float32 ulp of the running sums decide ties there).
+    vals = np.array([1.0, 1.0 + 2**-23, 2**-24, 3 * 2**-25, 0.5, 0.5 + 2**-24, 2**-25], np.float32)
+    for G, per in [(2, 6), (3, 9), (4, 5), (3, 7)]:
+        for _ in range(60):
+            long = rng.choice(vals, G * per).astype(np.float32)
+            long[0] = np.float32(rng.uniform(1, 4) * long.sum() / G)
+            w = np.vstack([rng.integers(1, 100, (7, G * per)).astype(np.float32), long[None]])
+            pi, rip = ref.balanced_packing(w, G)
+            got_pi, got_rip = _lpt_pack(w, G)
+            assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
+
+
 def test_two_items_per_pack_closed_form_matches_eplb_with_ties_and_zeros():
     # Two items per pack (EPLB's group packing with 8 groups on 4 nodes) is solved in closed form when
     # every pack's first item is positive; equal weights must still go to the lowest pack index, and
