@@ -1023,10 +1023,13 @@ def _top_pairs(W: np.ndarray, C: np.ndarray, lim: np.ndarray, F: np.ndarray) -> 
 
 def _items_from_counts(c: np.ndarray) -> np.ndarray:
     """Expand counts [R, E] (rows summing to the same S) into item expert indices [R, S]."""
-    R, E = c.shape
-    S = int(c[0].sum())
-    ids = np.repeat(np.tile(np.arange(E, dtype=np.int64), R), c.ravel())
-    return ids.reshape(R, S)
+    return _flat_items(c) - (np.arange(c.shape[0], dtype=np.int64) * c.shape[1])[:, None]
+
+
+def _flat_items(c: np.ndarray) -> np.ndarray:
+    """Counts [R, E] (rows summing to the same S) expanded into each item's flat index into
+    ``c.ravel()``, [R, S]: the expert id plus its row's offset, ready to gather per-expert values."""
+    return np.repeat(np.arange(c.size, dtype=np.int64), c.ravel()).reshape(c.shape[0], -1)
 
 
 def _place(pack_index: np.ndarray, rank_in_pack: np.ndarray, items: np.ndarray, spg: int) -> np.ndarray:
@@ -1418,8 +1421,10 @@ def balance(loads: Any, slots: int, ranks: int, *, nodes: int = 1, groups: int =
         # its optimum exactly, so EPLB (greedy, same optimum) cannot be better; nothing to pack or
         # search, and each rank's load is its one replica's.
         counts = _waterfill(w, P)
-        rank_load = np.repeat((w / counts).ravel(), counts.ravel()).reshape(L, P)
-        return ExpertLayout(phy2log=_items_from_counts(counts), replicas=counts, rank_load=rank_load,
+        flat = _flat_items(counts)
+        rank_load = (w / counts).ravel()[flat]
+        return ExpertLayout(phy2log=flat - (np.arange(L, dtype=np.int64) * E)[:, None],
+                            replicas=counts, rank_load=rank_load,
                             balancedness=_balancedness_from_rank_load(rank_load), ranks=G, nodes=N,
                             groups=K, policy=policy, seconds=time.perf_counter() - t0)
 
