@@ -467,3 +467,23 @@ def test_load_driven_groups_win_where_eplb_packs_far_above_its_bound():
     w = synthetic_loads(16, 64, hot_ratio=19.49, seed=433938, kind="zipf")
     lay = balance(w, 128, 64, nodes=4, groups=8)
     assert lay.balancedness.mean() < 0.75 * lay.eplb_balancedness.mean()
+
+
+def test_review_edge_cases_negative_zero_fortran_order_and_float32_groups():
+    # -0.0 loads are zeros: every path reports +0.0 rank loads
+    for args in [(2, 2), (4, 2), (4, 2, 2, 2)]:
+        P, G, *nk = args
+        lay = balance([[1.0, -0.0]], P, G, **dict(zip(("nodes", "groups"), nk)))
+        assert not np.signbit(lay.rank_load).any()
+    # a Fortran-ordered presence mask (counts are updated through a flat view)
+    rng = np.random.default_rng(0)
+    w = rng.integers(1, 100, (6, 10)).astype(np.float64)
+    present = np.asfortranarray(rng.random((6, 10)) < 0.7)
+    present[:, 0] = True
+    loop = _greedy_loop(w, 20, np.ascontiguousarray(present))
+    assert np.array_equal(_greedy_replicas(w, 20, present)[0], loop[0])
+    assert np.array_equal(_waterfill(w, 20, present), loop[0])
+    # group loads given as float32 are placed as their float64 values are (node sums in float64)
+    gw = np.array([[16777216.0, 16777216.0, 2.0000002, 1.9999999, 1.0, 1.0, 2.9999995, 2.9999998]],
+                  dtype=np.float32)
+    assert np.array_equal(_assign_groups(gw, 2, 6), _assign_groups_one_at_a_time(gw.astype(float), 2, 6))

@@ -38,9 +38,10 @@ import heapq
 import io
 import json
 import time
+from array import array                # float32 rounding of Python floats in _lpt_tail
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -67,7 +68,9 @@ class ExpertLayout:
     ``replicas`` int64 [L, E] replica count per expert (>= 1); ``rank_load`` float64 [L, G] tokens per
     rank with each expert's load split evenly over its replicas; ``balancedness`` float64 [L] max / mean
     rank load. ``eplb_balancedness`` [L] is DeepSeek EPLB's value on the same input (None when the
-    layout was not computed by :func:`balance`); ``seconds`` the wall time of :func:`balance` (s).
+    layout was not computed by :func:`balance`, and at one slot per rank under the global policy:
+    there nothing is packed and xds's water-fill reaches the optimum EPLB's greedy reaches);
+    ``seconds`` the wall time of :func:`balance` (s).
     """
 
     phy2log: np.ndarray
@@ -137,6 +140,7 @@ def _check_loads(loads: Any, *, file: str | None = "--loads") -> np.ndarray:
                        file=file)
     arr = arr.astype(np.float64)
     if arr.min() >= 0 and arr.max() < np.inf:       # (NaN fails the first test)
+        arr += 0.0                                  # -0.0 -> +0.0: loads print and sum as zeros
         return arr
     bad = ~np.isfinite(arr)
     if bad.any():
@@ -427,7 +431,8 @@ def _lpt_pack(weight: np.ndarray, num_packs: int) -> tuple[np.ndarray, np.ndarra
     as long as no pack that took an item earlier in the run has become lighter than the next one
     (checked with a prefix minimum; ties end the run, so tie-breaking stays exact). A run is never
     empty, so this is the same sequence of decisions as the item loop, in far fewer steps (9-13
-    instead of 72-288 on the benchmark's layers), all rows (layers) at a time. Returns ``pack_index`` and ``rank_in_pack`` int64 [R, n]."""
+    instead of 72-288 on the benchmark's layers), all rows (layers) at a time. Returns
+    ``pack_index`` and ``rank_in_pack`` int64 [R, n]."""
     R, n = weight.shape
     G = num_packs
     per = n // G
@@ -439,7 +444,10 @@ def _lpt_pack(weight: np.ndarray, num_packs: int) -> tuple[np.ndarray, np.ndarra
         head = np.take_along_axis(weight, order[:, :G], 1)
         if (head[:, -1] > 0).all():
             return _lpt_pack_two(order, head)
-    if weight.dtype == np.float32 and 31 + max(int(G - 1).bit_length(), 1) + int(per).bit_length() <= 63:
+    # the keyed packer's per-pack state is the weight's bits over ``pack << count bits | count`` in
+    # 32 bits, and its first sort keys an item's position in 32 bits
+    if (weight.dtype == np.float32 and n < 2**31
+            and max(int(G - 1).bit_length(), 1) + int(per).bit_length() <= 32):
         return _lpt_pack_keyed(weight, G)
     order = _argsort_desc(weight)
     width = n + G                                            # padded: a run may look past the end
@@ -520,7 +528,7 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
     so it is read and written in place through a float32 view (no shifts, casts or key rebuild), and
     the count is bumped by adding to the key.
 
-    The state is pack-major, ``K[i, r]`` is row r's i-th pack, so every per-run array is [G, rows]
+    The state is pack-major, ``keys[i, r]`` is row r's i-th pack, so every per-run array is [G, rows]
     with long contiguous lines: the prefix minimum that ends a run is log2(G) shifted minimums of
     whole lines (no masks to keep rows apart; ``np.minimum.accumulate`` is several times slower) and
     the run length is a sum over axis 0.
@@ -556,7 +564,7 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
     arc = np.arange(G, dtype=np.int64)[:, None]
     cmask = np.int64((1 << cb) - 1)
     inf = np.float32(np.inf)
-    K = np.repeat(arc << cb, R, axis=1)                      # weight 0, pack i, 0 items
+    keys = np.repeat(arc << cb, R, axis=1)                   # weight 0, pack i, 0 items
     base = rowoff.copy()                                     # flat position of each row's next item
     # Zero-weight items (sorted last) are placed in closed form after the loop: the loop places the
     # positive ones only (a zero ends every run, so a row with many would take a step per item).
@@ -568,7 +576,7 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
     if (head[:, G - 1] > 0).all():
         # First run in closed form: all packs are empty (equal, by index), so items 0..G-1 go to
         # packs 0..G-1 when they are positive (the loop would find the same run).
-        K = (head.T.view(np.int32).astype(np.int64, order="C") << 32) | (arc << cb) | 1
+        keys = (head.T.view(np.int32).astype(np.int64, order="C") << 32) | (arc << cb) | 1
         chosen.reshape(R, width)[:, :G] = arc.T << cb
         base += G
         left -= G
@@ -585,16 +593,16 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
     # Rows finish at different steps (a row of many small items takes the most): finished rows are
     # dropped from the state once a quarter of them are done, so the last steps work on few rows.
     rows = np.arange(R)
-    K_all, base_all = K, base
+    keys_all, base_all = keys, base
     bufs_all = [np.full((pad + G, R), inf, dtype=np.float32) for _ in range(3)]
     ok_all = np.ones((G, R), dtype=bool)                     # line 0 stays True: a run is never empty
     while left.size:
         A = left.size
         bufs = [b[:, :A] for b in bufs_all]
         ok = ok_all[:, :A]
-        K.sort(axis=0)                                       # open packs by (weight, index)
-        Ws = K.view(np.float32)[:, hi::2]                    # [G, A] views into the keys
-        low = K.astype(np.uint32)                            # pack index | item count (low half)
+        keys.sort(axis=0)                                    # open packs by (weight, index)
+        Ws = keys.view(np.float32)[:, hi::2]                 # [G, A] views into the keys
+        low = keys.astype(np.uint32)                         # pack index | item count (low half)
         if G > 1:
             # A row with one open pack left gives all its remaining items to it (the final fill
             # does that), rather than one item per run: rows with an item heavier than the mean
@@ -622,15 +630,15 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
         # items past the run are written too and overwritten when they are placed later
         chosen[idx] = low
         np.copyto(Ws, upd, where=valid)
-        K += valid
+        keys += valid
         base += run
         left -= run
         nd = A - np.count_nonzero(left)
         if nd and 4 * nd >= A:
             done = left == 0
-            K_all[:, rows[done]], base_all[rows[done]] = K[:, done], base[done]
+            keys_all[:, rows[done]], base_all[rows[done]] = keys[:, done], base[done]
             keep = ~done
-            rows, K, base, left = rows[keep], K.compress(keep, axis=1), base[keep], left[keep]
+            rows, keys, base, left = rows[keep], keys.compress(keep, axis=1), base[keep], left[keep]
             # Rows that run long often end with one or two open packs (an item heavier than the
             # mean pack keeps its pack out of the runs), so runs of one or two items, each a NumPy
             # step of ~60-100 us even on few rows. A heap in Python places an item in ~2 us: switch
@@ -640,10 +648,10 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
             items = left.sum()                               # 0 once every row is done
             if (items and items <= _LPT_TAIL_PER_ITEM * left.max()
                     and items <= _LPT_TAIL_PER_RUN * max(1.0, (left / run[keep]).max())):
-                _lpt_tail(K, base, left, rowoff[rows] + n, sw, chosen, per, cb)
-                K_all[:, rows], base_all[rows] = K, base + left
+                _lpt_tail(keys, base, left, rowoff[rows] + n, sw, chosen, per, cb)
+                keys_all[:, rows], base_all[rows] = keys, base + left
                 break
-    key = np.ascontiguousarray(K_all.T)
+    key = np.ascontiguousarray(keys_all.T)
     base = base_all
     zeros = rowoff + n - base                                # items left per row (zeros or one pack)
     if zeros.any():
@@ -676,28 +684,26 @@ _LPT_TAIL_PER_ITEM = 12
 _LPT_TAIL_PER_RUN = 32
 
 
-def _lpt_tail(K: np.ndarray, base: np.ndarray, left: np.ndarray, end: np.ndarray, sw: np.ndarray,
+def _lpt_tail(keys: np.ndarray, base: np.ndarray, left: np.ndarray, end: np.ndarray, sw: np.ndarray,
               chosen: np.ndarray, per: int, cb: int) -> None:
     """Finish rows of :func:`_lpt_pack_keyed` with a heap per row: each of a row's ``left`` next
     items (from ``base`` in ``sw``) to the open pack of least (weight, index), as the run loop and
     EPLB do. Writes ``chosen``; for the rows whose zero-weight items (up to ``end``) are still to be
-    placed, leaves the final pack keys in ``K`` [G, rows] (in place), which that placement reads.
+    placed, leaves the final pack keys in ``keys`` [G, rows] (in place), which that placement reads.
 
     Weights stay float32-exact in Python floats: a float32 sum computed in double and rounded once
     to float32 is the float32 sum (double has more than 2 * 24 + 2 bits), and the rounding is a
     store into a float32 ``array``. Full packs stay in the heap with weight +inf, which no open pack
     reaches, as in the keys."""
-    from array import array                                  # float32 rounding of Python floats
-
     hi = 1 if np.little_endian else 0
-    W = K.view(np.float32)[:, hi::2].T.tolist()              # per row: weight of each pack
-    L = K.view(np.uint32)[:, 1 - hi::2].T.tolist()           # per row: pack << cb | count
+    weights = keys.view(np.float32)[:, hi::2].T.tolist()     # per row: weight of each pack
+    lows = keys.view(np.uint32)[:, 1 - hi::2].T.tolist()     # per row: pack << cb | count
     cmask = (1 << cb) - 1
     inf = float("inf")
     f32 = array("f", [0.0])
     heapreplace = heapq.heapreplace
     pos, vals, heaps, zero_rows = [], [], [], []
-    for i, (w_row, l_row, start, m, e) in enumerate(zip(W, L, base.tolist(), left.tolist(),
+    for i, (w_row, l_row, start, m, e) in enumerate(zip(weights, lows, base.tolist(), left.tolist(),
                                                          end.tolist())):
         # (weight, pack << cb | count) orders like (weight, pack): the pack index is unique
         heap = list(zip(w_row, l_row))
@@ -719,7 +725,7 @@ def _lpt_tail(K: np.ndarray, base: np.ndarray, left: np.ndarray, end: np.ndarray
     if heaps:
         # the final keys: weight bits in the high half, pack | count in the low half
         state = np.array(heaps)                               # [rows, G, 2] float64, exact
-        K[:, zero_rows] = ((state[:, :, 0].astype(np.float32).view(np.int32).astype(np.int64) << 32)
+        keys[:, zero_rows] = ((state[:, :, 0].astype(np.float32).view(np.int32).astype(np.int64) << 32)
                            | state[:, :, 1].astype(np.int64)).T
 
 
@@ -742,6 +748,28 @@ def _greedy_loop(w: np.ndarray, S: int, present: np.ndarray) -> tuple[np.ndarray
     return c, picks
 
 
+class _Pairs(NamedTuple):
+    """Candidate (expert, k) pairs of greedy replication (see :func:`_greedy_candidates`)."""
+    red: np.ndarray     #: [R] redundant slots per row
+    good: np.ndarray    #: [R] bool, rows whose pairs are complete (the others take the loop)
+    hot: np.ndarray     #: [H] flat index (row * E + expert) of each expert with pairs, ascending
+    pid: np.ndarray     #: [T] the hot expert (index into ``hot``) of each pair
+    key: np.ndarray     #: [T] the pair's key w / k, in w's dtype
+    row: np.ndarray     #: [T] the pair's row
+
+
+def _start_counts(present: np.ndarray | None, R: int, E: int) -> np.ndarray:
+    """One replica per present expert, int64 [R, E], C-ordered (counts are updated through
+    ``.ravel()``, which must be a view)."""
+    return np.ones((R, E), dtype=np.int64) if present is None else present.astype(np.int64, order="C")
+
+
+def _loop_rows(w: np.ndarray, S: int, present: np.ndarray | None, rows: np.ndarray):
+    """:func:`_greedy_loop` on the rows (bool mask) the closed forms leave to it."""
+    mask = np.ones((int(rows.sum()), w.shape[1]), dtype=bool) if present is None else present[rows]
+    return _greedy_loop(w[rows], S, mask)
+
+
 def _greedy_candidates(w: np.ndarray, S: int, present: np.ndarray | None):
     """The (expert, k) pairs greedy replication can pick, shared by :func:`_greedy_replicas` and
     :func:`_waterfill`.
@@ -751,10 +779,9 @@ def _greedy_candidates(w: np.ndarray, S: int, present: np.ndarray | None):
     increases, so greedy takes exactly the ``S - n_present`` largest (key desc, expert asc) pairs. The
     last picked key is >= a level (the largest of three lower bounds, see below), so only pairs with
     ``k <= w / level`` of experts above the level can be picked: a few more than the redundant slots
-    per row. Returns (present [R, E] bool or None for all, red [R] redundant slots, good [R] rows
-    where the level holds, hot [H] flat index of each expert with pairs (ascending), kc [H] its pairs,
-    pid [T] the hot expert of each pair, key [T] its key), pairs grouped by row in (expert, k) order. Rows not ``good`` (all-zero loads, or loads near the denormal range, where the rounding
-    margin cannot be represented) have no pairs and must take :func:`_greedy_loop`."""
+    per row. ``present`` None means every expert. Returns :class:`_Pairs`, grouped by row in
+    (expert, k) order. Rows not ``good`` (all-zero loads, or loads near the denormal range, where
+    the rounding margin cannot be represented) have no pairs and must take :func:`_greedy_loop`."""
     R, E = w.shape
     w64 = np.asarray(w, dtype=np.float64)
     everyone = present is None
@@ -803,7 +830,7 @@ def _greedy_candidates(w: np.ndarray, S: int, present: np.ndarray | None):
     pid = np.repeat(np.arange(hot.size, dtype=np.int64), kc)
     k = np.arange(1, total + 1, dtype=np.int64) - (np.cumsum(kc) - kc)[pid]
     key = w.ravel()[hot[pid]] / k.astype(w.dtype)           # in w's dtype, as the loop divides
-    return present, red, good, hot, kc, pid, key
+    return _Pairs(red, good, hot, pid, key, hrow[pid])
 
 
 def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
@@ -815,19 +842,21 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
     for absent experts) and picks int64 [R, max extra] (-1 padded) in greedy order; bit-identical to
     the loop."""
     R, E = w.shape
-    present, red, good, hot, kc, pid, key = _greedy_candidates(w, S, present)
+    red, good, hot, pid, key, row = _greedy_candidates(w, S, present)
     r0 = int(red.max()) if R else 0
     total = pid.size
-    eb = max(int(hot.size - 1).bit_length(), 1)
-    rb = max(int(R - 1).bit_length(), 1)
-    counts = np.ones((R, E), dtype=np.int64) if present is None else present.astype(np.int64)
+    counts = _start_counts(present, R, E)
     picks = np.full((R, max(r0, 0)), -1, dtype=np.int64)
+    # a pair's hot expert counted within its row (ascending with the expert, < E)
+    per_hot = np.bincount(hot // E, minlength=R)
+    hstart = np.cumsum(per_hot) - per_hot
+    eb = max(int(per_hot.max(initial=1) - 1).bit_length(), 1)
+    rb = max(int(R - 1).bit_length(), 1)
     if total and rb + 31 + eb <= 63:
-        row = (hot // E)[pid]
         # one int64 per pair: row, then key descending (float32 bit pattern), then its hot expert
-        # (ascending with the expert within a row, so ties break by expert as greedy does)
+        # within the row (so ties break by expert, as greedy does)
         comp = ((row << (31 + eb)) | ((np.int64(0x7FFFFFFF) - key.astype(np.float32).view(np.int32)
-                                       .astype(np.int64)) << eb) | pid)
+                                       .astype(np.int64)) << eb) | (pid - hstart[row]))
         if w.dtype == np.float32:
             comp.sort()
         else:
@@ -842,7 +871,7 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
                 wrong = tied & ((ks[1:] > ks[:-1]) | ((ks[1:] == ks[:-1]) & (ee[1:] < ee[:-1])))
                 good[(comp[1:] >> (31 + eb))[wrong]] = False
         rs = comp >> (31 + eb)
-        ps = comp & np.int64((1 << eb) - 1)
+        ps = (comp & np.int64((1 << eb) - 1)) + hstart[rs]
         per_row = np.bincount(rs, minlength=R)
         pos = np.arange(total, dtype=np.int64) - (np.cumsum(per_row) - per_row)[rs]
         take = pos < red[rs]
@@ -854,8 +883,7 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
         good &= red <= 0
     bad = ~good & (red > 0)
     if bad.any():
-        c2, p2 = _greedy_loop(w[bad], S, np.ones((int(bad.sum()), E), bool) if present is None
-                              else present[bad])
+        c2, p2 = _loop_rows(w, S, present, bad)
         counts[bad] = c2
         picks[bad, :p2.shape[1]] = p2
     return counts, picks
@@ -864,14 +892,22 @@ def _greedy_replicas(w: np.ndarray, S: int, present: np.ndarray | None = None
 # --------------------------------------------------------------------------------------------------
 # EPLB baseline (bit-exact with DeepSeek's algorithm, vectorized over layers)
 # --------------------------------------------------------------------------------------------------
-def _eplb_prepare(w32: np.ndarray, P: int, K: int, N: int, G: int):
-    """EPLB up to its last packing: group packing onto nodes and greedy replication per node. Returns
-    (mlog2log [L, E], pflat [L*N, P/N], tokens_per_phy float32 [L*N, P/N], G/N, replica count of
-    each node-major expert [L*N, E/N], mg [L*K]). ``pflat`` holds each physical item's node-major
-    expert as a flat index into the [L*N, E/N] node rows (the node's experts in order, then the
-    redundant picks), which is also its flat index into ``mlog2log``; ``mg`` is the global group row
-    (layer * K + group) at each node-major group position, so node rows of any [L, E] array are one
-    row gather of its [L*K, E/K] view. Built with flat indices; the values are EPLB's exactly."""
+class _EplbPrep(NamedTuple):
+    """EPLB up to its last packing (see :func:`_eplb_prepare`)."""
+    mlog2log: np.ndarray    #: [L, E] global expert at each node-major position
+    pflat: np.ndarray       #: [L*N, P/N] each physical item's node-major expert, flat (see there)
+    items: np.ndarray       #: [L*N, P/N] float32 per-replica load of each physical item
+    packs: int              #: ranks per node (G / N): the packs of the last packing
+    counts: np.ndarray      #: [L*N, E/N] replica count of each node-major expert
+    mg: np.ndarray          #: [L*K] global group row (layer * K + group) at each node-major position
+
+
+def _eplb_prepare(w32: np.ndarray, P: int, K: int, N: int, G: int) -> _EplbPrep:
+    """EPLB up to its last packing: group packing onto nodes and greedy replication per node.
+    ``pflat`` holds each physical item's node-major expert as a flat index into the [L*N, E/N] node
+    rows (the node's experts in order, then the redundant picks), which is also its flat index into
+    ``mlog2log``; with ``mg``, node rows of any [L, E] array are one row gather of its [L*K, E/K]
+    view. Built with flat indices; the values are EPLB's exactly."""
     if K % N:
         K, N = 1, 1
     L, E = w32.shape
@@ -892,12 +928,12 @@ def _eplb_prepare(w32: np.ndarray, P: int, K: int, N: int, G: int):
     pflat[:, :En] = rows + np.arange(En, dtype=np.int64)
     np.add(picks, rows, out=pflat[:, En:])
     per_rep = tokens_per_mlog / mlogcnt.astype(np.float32)
-    return mlog2log.reshape(L, E), pflat, per_rep.ravel().take(pflat), G // N, mlogcnt, mg
+    return _EplbPrep(mlog2log.reshape(L, E), pflat, per_rep.ravel().take(pflat), G // N, mlogcnt, mg)
 
 
-def _eplb_finish(prep, pi: np.ndarray, rip: np.ndarray, P: int, G: int) -> np.ndarray:
+def _eplb_finish(prep: _EplbPrep, pi: np.ndarray, rip: np.ndarray, P: int, G: int) -> np.ndarray:
     """EPLB's ``phy2log`` [L, P] from :func:`_eplb_prepare`'s output and the packing of its replicas."""
-    mlog2log, pflat = prep[0], prep[1]
+    mlog2log, pflat = prep.mlog2log, prep.pflat
     L = mlog2log.shape[0]
     # each item to its slot in its node's row (pack * slots per pack + rank in pack); pflat already
     # indexes mlog2log with the node's offset
@@ -911,7 +947,7 @@ def _eplb_layout(w32: np.ndarray, P: int, K: int, N: int, G: int) -> np.ndarray:
     ``rebalance_experts`` of the reference implementation, computed without its per-layer/per-item
     Python loops (closed-form replication, run-at-a-time packing)."""
     prep = _eplb_prepare(w32, P, K, N, G)
-    pi, rip = _lpt_pack(prep[2], prep[3])
+    pi, rip = _lpt_pack(prep.items, prep.packs)
     return _eplb_finish(prep, pi, rip, P, G)
 
 
@@ -926,15 +962,15 @@ def _waterfill(w: np.ndarray, S: int, present: np.ndarray | None = None) -> np.n
     above it plus, of the keys equal to it, the lowest experts. ``w`` float [R, E]. Returns int64
     [R, E]."""
     R, E = w.shape
-    present, red, good, hot, kc, pid, key = _greedy_candidates(w, S, present)
-    counts = np.ones((R, E), dtype=np.int64) if present is None else present.astype(np.int64)
-    row = (hot // E)[pid]
+    red, good, hot, pid, key, row = _greedy_candidates(w, S, present)
+    counts = _start_counts(present, R, E)
     per_row = np.bincount(row, minlength=R)
     good &= per_row >= red
     if pid.size:
         # Row r's red-th largest key is its (per_row - red)-th smallest (0-based). Each row is
         # shifted right by D - that excess (D its largest value) behind -inf entries, so it sits at
-        # column D of every row: one partition for all rows. Rows not good have no pairs.
+        # column D of every row: one partition for all rows. (Rows not good, with no pairs or
+        # fewer than red, get no shift; the loop below redoes them.)
         excess = np.where(good, per_row - red, 0)
         D = int(excess.max())
         width = D + int(per_row.max())
@@ -960,7 +996,7 @@ def _waterfill(w: np.ndarray, S: int, present: np.ndarray | None = None) -> np.n
         counts.ravel()[hot] += np.bincount(pid[take], minlength=hot.size)
     bad = ~good & (red > 0)
     if bad.any():
-        counts[bad] = _greedy_loop(w[bad], S, counts[bad] > 0)[0]
+        counts[bad] = _loop_rows(w, S, present, bad)[0]
     return counts
 
 
@@ -1146,7 +1182,7 @@ def _assign_groups(gw: np.ndarray, N: int, cap: int) -> np.ndarray:
         # lightest, lowest index first. From then on no node is empty, so each group goes to the
         # lightest node with room; a full node's weight is +inf.
         node_of[rows[:, None], order[:, :N]] = np.arange(N)
-        node_w = sorted_w[:, :N].copy()
+        node_w = sorted_w[:, :N].astype(np.float64)     # sums in float64, as the general path
         node_n = np.ones((L, N), dtype=np.int64)
         for j in range(N, K):
             fi = rows * N + node_w.argmin(axis=1)
@@ -1198,8 +1234,8 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     rows that stack replicas and can hold the layer's max (only for layers where that can still
     lower the bound). Only the node rows that differ from EPLB's are packed again, in the same LPT
     call as EPLB's replicas; a layer takes them when its max with them beats EPLB's (by more than
-    rounding). The local
-    search then only ever lowers a layer's max, and a guard hands back EPLB's layout for any layer
+    rounding). The local search then only ever lowers a layer's max, and a guard hands back EPLB's
+    layout for any layer
     whose balancedness still came out above EPLB's (by rounding of the mean), so the result is
     never worse than EPLB's."""
     L, E = w.shape
@@ -1236,9 +1272,9 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     # Lower bound of a node row's max rank load: a rank carries at least the row's mean, and an
     # expert with c replicas on Gn ranks puts ceil(c / Gn) of them on one. Counts are at most S, so
     # the integer parts are table lookups (int64 division is slow).
-    counts = np.arange(S + 1, dtype=np.int64)
-    ceil_tab = ((counts + (Gn - 1)) // Gn).astype(np.float64)   # (exact: small integers)
-    stack_tab = (counts > Gn) & (counts % Gn != 0)        # two replicas land on one rank
+    c_all = np.arange(S + 1, dtype=np.int64)              # every possible replica count
+    ceil_tab = ((c_all + (Gn - 1)) // Gn).astype(np.float64)   # (exact: small integers)
+    stack_tab = (c_all > Gn) & (c_all % Gn != 0)          # two replicas land on one rank
 
     def row_bounds(per_rep, c, mean):      # per_rep = wn / max(c, 1); one per row
         return np.maximum(mean, (per_rep * ceil_tab.take(c)).max(1))
@@ -1270,14 +1306,16 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         mean_a = wn_a.sum(1) / Gn
         rlb_a = row_bounds(u_a, c_a, mean_a).reshape(L, N)
         offer(np.arange(L), rlb_a.max(1), 0)
-        below = (mean_a.reshape(L, N).max(1) < best_lb).nonzero()[0] if spg > 1 else []
-        if len(below):
+        below = ((mean_a.reshape(L, N).max(1) < best_lb).nonzero()[0] if spg > 1
+                 else np.zeros(0, dtype=np.int64))
+        if below.size:
             r = rows_of(below)
             rlb = rlb_a[below]
             m = to_round(c_a.take(r, 0), rlb)
             if m.any():
                 a_rows = r[m.ravel()]
-                c_ar = _round_to_ranks(wn_a.take(a_rows, 0), c_a.take(a_rows, 0), Gn, pres_a.take(a_rows, 0))
+                c_ar = _round_to_ranks(wn_a.take(a_rows, 0), c_a.take(a_rows, 0), Gn,
+                                       pres_a.take(a_rows, 0))
                 u_ar = wn_a.take(a_rows, 0) / np.maximum(c_ar, 1)
                 rlb[m] = row_bounds(u_ar, c_ar, mean_a[a_rows])
                 offer(below, rlb.max(1), 1)
@@ -1303,6 +1341,18 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     # only the node rows that differ from EPLB's: all of a layer's rows for the load-driven sets,
     # the rounded rows for EPLB's. Their items (counts expanded in expert order) are payloads too.
     alt_rows, alt_pay = [], []
+
+    def add_set(rows, ids_k, c_k, u_k):
+        # Node rows ``rows`` [n] packed with counts c_k [n, X] of the experts ids_k [n, X] (per
+        # replica loads u_k): their tables go after those so far, and each item's payload is its
+        # (row, expert) entry there (the offset goes on the short per-row arange, not the items).
+        at, X = sum(t.size for t in id_tabs), c_k.shape[1]
+        alt_rows.append(rows)
+        alt_pay.append(np.repeat((np.arange(rows.size, dtype=np.int64)[:, None] * X
+                                  + np.arange(at, at + X, dtype=np.int64)).ravel(), c_k.ravel()))
+        id_tabs.append(ids_k.ravel())
+        val_tabs.append(u_k.ravel())
+
     by_a = np.repeat((best_k == 0) | (best_k == 1), N)
     if by_a.any():
         c_x, u_x = c_a, u_a
@@ -1311,23 +1361,13 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
             if r1.any():
                 c_x, u_x = c_a.copy(), u_a.copy()
                 c_x[a_rows[r1]], u_x[a_rows[r1]] = c_ar[r1], u_ar[r1]
-        X = c_x.shape[1]
         rows = by_a.nonzero()[0]
-        alt_rows.append(rows)
-        # (the table offset goes on the short per-row arange, not on the expanded items)
-        alt_pay.append(np.repeat((rows[:, None] * X + np.arange(R * En, R * En + X, dtype=np.int64)).ravel(),
-                                 c_x.take(rows, 0).ravel()))
-        id_tabs.append(ids_a.ravel())
-        val_tabs.append(u_x.ravel())
+        add_set(rows, ids_a.take(rows, 0), c_x.take(rows, 0), u_x.take(rows, 0))
     if e_rows is not None:
         i2 = (best_k[e_rows // N] == 2).nonzero()[0]
         if i2.size:
-            alt_rows.append(e_rows[i2])
-            at = sum(t.size for t in id_tabs)
-            alt_pay.append(np.repeat((i2[:, None] * En + np.arange(at, at + En, dtype=np.int64)).ravel(),
-                                     c_er.take(i2, 0).ravel()))
-            id_tabs.append(mlog2log.reshape(R, En).take(e_rows, 0).ravel())
-            val_tabs.append(u_er.ravel())
+            add_set(e_rows[i2], mlog2log.reshape(R, En).take(e_rows[i2], 0), c_er.take(i2, 0),
+                    u_er.take(i2, 0))
     ids = np.concatenate(id_tabs) if len(id_tabs) > 1 else id_tabs[0]
     vals = np.concatenate(val_tabs) if len(val_tabs) > 1 else val_tabs[0]
     Ra = 0
@@ -1344,16 +1384,22 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     # Slot-major arrays ([spg, ranks], see _swap_search): packed rank g holds its items in slots
     # rank_in_pack; EPLB's ranks first, then ours (a side part until they win).
     RG = R * Gn
-    W = (R + Ra) * Gn
-    # (in place: no full-size temporaries)
-    dest = rip * W
-    dest += pi
-    dest += (np.arange(R + Ra, dtype=np.int64) * Gn)[:, None]
-    slots = np.empty(spg * W, dtype=np.int64)
+    width = (R + Ra) * Gn
+
+    def slot_index(pi, rip, width):
+        # flat slot-major position of each packed item: slot rank_in_pack of rank row * Gn + pack
+        # (in place: no full-size temporaries)
+        d = rip * width
+        d += pi
+        d += (np.arange(pi.shape[0], dtype=np.int64) * Gn)[:, None]
+        return d
+
+    dest = slot_index(pi, rip, width)
+    slots = np.empty(spg * width, dtype=np.int64)
     slots[dest[:R].ravel()] = pflat.ravel()
     if Ra:
         slots[dest[R:].ravel()] = alt_pay
-    slots = slots.reshape(spg, W)
+    slots = slots.reshape(spg, width)
     load = vals.take(slots)
     # rank loads summed per rank in slot order, exactly as balancedness() sums a layout
     rank_e = _slot_major_sums(load[:, :RG]).reshape(L, G)
@@ -1379,7 +1425,7 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     worse = bal > eplb_bal
     if worse.any():
         eplb = np.empty(R * S, dtype=np.int64)
-        eplb[(rip[:R] * RG + pi[:R] + (np.arange(R, dtype=np.int64) * Gn)[:, None]).ravel()] = pflat.ravel()
+        eplb[slot_index(pi[:R], rip[:R], RG).ravel()] = pflat.ravel()
         eplb = eplb.reshape(spg, RG)
         back = np.repeat(worse, G).nonzero()[0]          # the ranks of those layers
         slots[:, back] = eplb[:, back]
@@ -1431,14 +1477,14 @@ def balance(loads: Any, slots: int, ranks: int, *, nodes: int = 1, groups: int =
     # Global policy, several slots per rank: EPLB's layout, and EPLB's counts rounded to whole
     # multiples of the ranks where greedy stacks two replicas of a hot expert on one rank.
     prep = _eplb_prepare(w.astype(np.float32), P, K, N, G)
-    c_round = _round_to_ranks(w, prep[4], G, np.ones((L, E), dtype=bool))   # mlog == log here
-    rounded = not np.array_equal(c_round, prep[4])
-    item_w = prep[2]
+    c_round = _round_to_ranks(w, prep.counts, G, np.ones((L, E), dtype=bool))   # mlog == log here
+    rounded = not np.array_equal(c_round, prep.counts)
+    item_w = prep.items
     if rounded:
         items = _items_from_counts(c_round)
         item_w = np.concatenate([item_w, np.take_along_axis((w / c_round).astype(np.float32), items, 1)])
     # One packing call for EPLB's replicas and ours: the run-at-a-time loop is shared.
-    pi, rip = _lpt_pack(item_w, prep[3])
+    pi, rip = _lpt_pack(item_w, prep.packs)
     eplb = _eplb_finish(prep, pi[:L], rip[:L], P, G)
     stack = np.stack([eplb, _place(pi[L:], rip[L:], items, spg)] if rounded else [eplb])   # [C, L, P]
     # Local search over each candidate's ranks, then the better one per layer.
