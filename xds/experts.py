@@ -1342,14 +1342,15 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     # the rounded rows for EPLB's. Their items (counts expanded in expert order) are payloads too.
     alt_rows, alt_pay = [], []
 
-    def add_set(rows, ids_k, c_k, u_k):
-        # Node rows ``rows`` [n] packed with counts c_k [n, X] of the experts ids_k [n, X] (per
-        # replica loads u_k): their tables go after those so far, and each item's payload is its
-        # (row, expert) entry there (the offset goes on the short per-row arange, not the items).
-        at, X = sum(t.size for t in id_tabs), c_k.shape[1]
+    def add_set(rows, ids_k, u_k, at_rows, c_rows):
+        # Node rows ``rows`` [n] packed with counts c_rows [n, X]: row i's experts and per-replica
+        # loads are row at_rows[i] of the tables ids_k / u_k [m, X], which go after those so far;
+        # each item's payload is its (row, expert) entry there (the offset goes on the short
+        # per-row arange, not on the expanded items).
+        at, X = sum(t.size for t in id_tabs), ids_k.shape[1]
         alt_rows.append(rows)
-        alt_pay.append(np.repeat((np.arange(rows.size, dtype=np.int64)[:, None] * X
-                                  + np.arange(at, at + X, dtype=np.int64)).ravel(), c_k.ravel()))
+        alt_pay.append(np.repeat((at_rows[:, None] * X + np.arange(at, at + X, dtype=np.int64)).ravel(),
+                                 c_rows.ravel()))
         id_tabs.append(ids_k.ravel())
         val_tabs.append(u_k.ravel())
 
@@ -1362,12 +1363,11 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
                 c_x, u_x = c_a.copy(), u_a.copy()
                 c_x[a_rows[r1]], u_x[a_rows[r1]] = c_ar[r1], u_ar[r1]
         rows = by_a.nonzero()[0]
-        add_set(rows, ids_a.take(rows, 0), c_x.take(rows, 0), u_x.take(rows, 0))
+        add_set(rows, ids_a, u_x, rows, c_x.take(rows, 0))
     if e_rows is not None:
         i2 = (best_k[e_rows // N] == 2).nonzero()[0]
         if i2.size:
-            add_set(e_rows[i2], mlog2log.reshape(R, En).take(e_rows[i2], 0), c_er.take(i2, 0),
-                    u_er.take(i2, 0))
+            add_set(e_rows[i2], mlog2log.reshape(R, En).take(e_rows, 0), u_er, i2, c_er.take(i2, 0))
     ids = np.concatenate(id_tabs) if len(id_tabs) > 1 else id_tabs[0]
     vals = np.concatenate(val_tabs) if len(val_tabs) > 1 else val_tabs[0]
     Ra = 0
