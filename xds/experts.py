@@ -50,6 +50,8 @@ from .errors import XdsError
 MAX_LOADS_BYTES = 256 * 1024 * 1024
 #: Largest token total per layer: float32 sums of loads (as EPLB packs them) must stay finite.
 MAX_LAYER_LOAD = 1e38
+#: Index of an int64's high 32-bit half in its int32/float32 view (the packer's weight lives there).
+_HIGH_HALF = 1 if np.little_endian else 0
 #: Local-search iteration cap (each iteration moves one swap per still-improving row).
 MAX_SWAP_ITERS = 256
 #: Node-local policy: a node row gets rounded replica counts only when its lower bound is within
@@ -540,7 +542,7 @@ def _lpt_pack_keyed(weight: np.ndarray, G: int) -> tuple[np.ndarray, np.ndarray]
     R, n = weight.shape
     per = n // G
     cb = int(per).bit_length()                               # count bits, pack index above them
-    hi = 1 if np.little_endian else 0                        # the key's high half in a 32-bit view
+    hi = _HIGH_HALF
     # Items in packing order, as :func:`_argsort_desc` sorts them (descending weight, lower position
     # first on ties), but inline to also read the sorted weights off the keys: ``(+inf bits - weight
     # bits) << 32 | position``. Those are the bit patterns of non-negative, non-NaN float64s, which
@@ -695,7 +697,7 @@ def _lpt_tail(keys: np.ndarray, base: np.ndarray, left: np.ndarray, end: np.ndar
     to float32 is the float32 sum (double has more than 2 * 24 + 2 bits), and the rounding is a
     store into a float32 ``array``. Full packs stay in the heap with weight +inf, which no open pack
     reaches, as in the keys."""
-    hi = 1 if np.little_endian else 0
+    hi = _HIGH_HALF
     weights = keys.view(np.float32)[:, hi::2].T.tolist()     # per row: weight of each pack
     lows = keys.view(np.uint32)[:, 1 - hi::2].T.tolist()     # per row: pack << cb | count
     cmask = (1 << cb) - 1
@@ -1289,6 +1291,22 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
     def rows_of(layers):                   # node rows of the layers, in order
         return (layers[:, None] * N + np.arange(N, dtype=np.int64)).ravel()
 
+    def round_rows(below, wn_k, c_k, pres_k, mean_k, rlb):
+        # Of the layers ``below``, whose node rows have bounds rlb [n, N] under counts c_k, round
+        # the rows worth it (see to_round). -> None when there are none, else (rounded rows,
+        # their counts, their per-replica loads, the layers with a rounded row, their new bounds)
+        m = to_round(c_k.take(rows_of(below), 0), rlb)
+        hit = m.any(1)
+        if not hit.any():
+            return None
+        rows = rows_of(below)[m.ravel()]
+        wr = wn_k.take(rows, 0)
+        c = _round_to_ranks(wr, c_k.take(rows, 0), Gn,
+                            np.ones(wr.shape, dtype=bool) if pres_k is None else pres_k.take(rows, 0))
+        u = wr / np.maximum(c, 1)
+        rlb[m] = row_bounds(u, c, mean_k[rows])
+        return rows, c, u, below[hit], rlb.max(1)[hit]
+
     # Rounding keeps every node row's total, so a rounded set's bound is at least its highest
     # node-row mean: only the layers where that is below the best bound so far can pick it (often
     # a few: the rounding work is done on their rows only).
@@ -1308,17 +1326,10 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         offer(np.arange(L), rlb_a.max(1), 0)
         below = ((mean_a.reshape(L, N).max(1) < best_lb).nonzero()[0] if spg > 1
                  else np.zeros(0, dtype=np.int64))
-        if below.size:
-            r = rows_of(below)
-            rlb = rlb_a[below]
-            m = to_round(c_a.take(r, 0), rlb)
-            if m.any():
-                a_rows = r[m.ravel()]
-                c_ar = _round_to_ranks(wn_a.take(a_rows, 0), c_a.take(a_rows, 0), Gn,
-                                       pres_a.take(a_rows, 0))
-                u_ar = wn_a.take(a_rows, 0) / np.maximum(c_ar, 1)
-                rlb[m] = row_bounds(u_ar, c_ar, mean_a[a_rows])
-                offer(below, rlb.max(1), 1)
+        got = round_rows(below, wn_a, c_a, pres_a, mean_a, rlb_a[below]) if below.size else None
+        if got is not None:
+            a_rows, c_ar, u_ar, hit_layers, lb = got
+            offer(hit_layers, lb, 1)
     e_rows = None
     if spg > 1:
         # node rows where EPLB stacks two replicas of a hot expert on one rank
@@ -1326,17 +1337,11 @@ def _balance_hier(w: np.ndarray, P: int, G: int, N: int, K: int):
         below = (mean_e.reshape(L, N).max(1) < best_lb).nonzero()[0]
         if below.size:
             r = rows_of(below)
-            c_r = cnt.take(r, 0)
-            rlb = row_bounds(t64.take(r, 0), c_r, mean_e[r]).reshape(-1, N)
-            sr = to_round(c_r, rlb)
-            hit = sr.any(1)
-            if hit.any():
-                e_rows = r[sr.ravel()]
-                c_er = _round_to_ranks(wn.take(e_rows, 0), cnt.take(e_rows, 0), Gn,
-                                       np.ones((e_rows.size, En), dtype=bool))
-                u_er = wn.take(e_rows, 0) / np.maximum(c_er, 1)
-                rlb[sr] = row_bounds(u_er, c_er, mean_e[e_rows])
-                offer(below[hit], rlb.max(1)[hit], 2)
+            rlb = row_bounds(t64.take(r, 0), cnt.take(r, 0), mean_e[r]).reshape(-1, N)
+            got = round_rows(below, wn, cnt, None, mean_e, rlb)
+            if got is not None:
+                e_rows, c_er, u_er, hit_layers, lb = got
+                offer(hit_layers, lb, 2)
     # Only the layers where one of our sets can beat EPLB are packed a second time, and of those
     # only the node rows that differ from EPLB's: all of a layer's rows for the load-driven sets,
     # the rounded rows for EPLB's. Their items (counts expanded in expert order) are payloads too.
