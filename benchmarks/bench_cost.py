@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from xds.cost import CostModel, Layout
-from xds.model import load_model
+from xds.spec.model import load_model
 from xds.spec.hardware import load_hardware
 
 

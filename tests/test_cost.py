@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from xds.calibrate import _errors, calibrate, read_points
 from xds.cost import CostModel, Layout
 from xds.estimate import estimate, roofline_decode
-from xds.model import load_model
+from xds.spec.model import load_model
 from xds.spec.hardware import load_hardware
 
 from .conftest import FIXTURES, assert_user_error, run_cli

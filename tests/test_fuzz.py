@@ -24,7 +24,7 @@ from xds.errors import XdsError
 from xds.experts import load_loads
 from xds.gate import load_suite
 from xds.chaos import load_scenario
-from xds.model import parse_hf_config
+from xds.spec.model import parse_hf_config
 from xds.plan import place
 from xds.spec.cluster import load_cluster
 from xds.spec.hardware import load_hardware

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from xds.errors import XdsError
-from xds.fileio import atomic_path, write_text_atomic
+from xds.spec.fileio import atomic_path, write_text_atomic
 
 from .conftest import FIXTURES, PLANS, assert_user_error, run_cli
 
@@ -311,12 +311,12 @@ def test_gate_junit_into_missing_folder(tmp_path):
 @pytest.mark.parametrize("json_flag", [False, True])
 def test_ctrl_c_during_out_write_exits_130_and_leaves_no_file(tmp_path, monkeypatch, json_flag):
     """The document is fully written to the temp file, then Ctrl-C hits just before the rename."""
-    import xds.fileio
+    import xds.spec.fileio
 
     def interrupted_replace(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(xds.fileio.os, "replace", interrupted_replace)
+    monkeypatch.setattr(xds.spec.fileio.os, "replace", interrupted_replace)
     out = tmp_path / "result.json"
     args = ["simulate", PLAN, *SMALL_SIM, "--out", str(out)] + (["--json"] if json_flag else [])
     res = run_cli(*args)
@@ -339,12 +339,12 @@ def test_ctrl_c_during_simulation_exits_130(tmp_path, monkeypatch):
 
 def test_internal_error_is_not_masked(monkeypatch):
     """A bug (not bad input) must surface as itself, not as an error in the error handler."""
-    import xds.model
+    import xds.spec.model
 
     def broken(*a, **k):
         raise ZeroDivisionError("simulated bug")
 
-    monkeypatch.setattr(xds.model, "model_summary", broken)
+    monkeypatch.setattr(xds.spec.model, "model_summary", broken)
     res = run_cli("model", "deepseek-r1")
     assert res.exit_code not in (0, 2)
     assert isinstance(res.exception, ZeroDivisionError), repr(res.exception)

@@ -1,4 +1,5 @@
-"""xds.memory: the allocator tuning applied on import, and its opt-out."""
+"""xds.cli.memory: the allocator tuning the CLI's main applies, its opt-out, and that importing
+xds changes nothing process-wide."""
 
 from __future__ import annotations
 
@@ -9,23 +10,32 @@ import sys
 
 import pytest
 
-import xds.memory as memory
+import xds.cli.memory as memory
 
 
-def _applied_in_fresh_process(env_value: str | None) -> str:
+def _applied_in_fresh_process(env_value: str | None, code: str) -> str:
     env = dict(os.environ)
     env.pop("XDS_MALLOC_TUNING", None)
     if env_value is not None:
         env["XDS_MALLOC_TUNING"] = env_value
-    out = subprocess.run([sys.executable, "-c", "import xds.memory as m; print(m._applied)"],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
     return out.stdout.strip()
 
 
+MAIN = ("import sys, xds.cli as c, xds.cli.memory as m; sys.argv=['xds','--version']\n"
+        "try:\n    c.main()\nexcept SystemExit:\n    pass\nprint(m._applied)")
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
-def test_import_tunes_glibc_and_env_opts_out():
-    assert _applied_in_fresh_process(None) == "True"
-    assert _applied_in_fresh_process("0") == "False"
+def test_cli_main_tunes_glibc_and_env_opts_out():
+    assert _applied_in_fresh_process(None, MAIN).endswith("True")
+    assert _applied_in_fresh_process("0", MAIN).endswith("False")
+
+
+def test_import_xds_has_no_process_wide_effect():
+    code = "import xds, xds.cli, xds.cli.memory as m; print(m._applied)"
+    assert _applied_in_fresh_process(None, code) == "None"
 
 
 def test_keep_freed_memory_is_idempotent():

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from xds.errors import XdsError
-from xds.model import load_model, model_summary
+from xds.spec.model import load_model, model_summary
 
 from .conftest import FIXTURES, assert_user_error
 
-# Exact counts from the formulas in xds.model; the published ones are cross-checked in comments.
+# Exact counts from the formulas in xds.spec.model; the published ones are cross-checked in comments.
 EXACT = {
     "qwen2.5-72b": 72_706_203_648,        # matches the published weight count exactly
     "llama-3.1-70b": 70_553_706_496,      # Meta's published 70.55 B

@@ -30,7 +30,7 @@ from xds.workload import (
     read_trace,
     synthetic,
 )
-from xds.yamlio import validate
+from xds.spec.yamlio import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "fixtures" / "traces"

@@ -25,10 +25,10 @@ import yaml
 from .cost import CostModel, Fabric, Layout, dispatch_bytes_per_copy, combine_bytes_per_copy
 from .errors import XdsError
 from .estimate import EstimateArgs, prepare, price
-from .fileio import write_text_atomic
-from .model import load_model
+from .spec.fileio import write_text_atomic
+from .spec.model import load_model
 from .spec.hardware import Efficiency, HardwareSpec, load_hardware
-from .yamlio import read_bytes
+from .spec.yamlio import read_bytes
 
 METRICS = {
     "decode": ("tpot_ms", "output_throughput_per_chip", "step_time_ms", "moe_layer_us"),

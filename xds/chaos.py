@@ -36,7 +36,7 @@ from .cost import CostModel, Fabric
 from .engine import KvBandwidth, Pause, RanksDown, Rollback, SetCost, Slowdown
 from .errors import XdsError
 from .spec.plan import RecoverySpec
-from .yamlio import Strict, load_yaml, validate
+from .spec.yamlio import Strict, load_yaml, validate
 
 FAULTS = ("die_down", "chip_down", "node_down", "hbm_uce", "link_down", "link_degraded",
           "switch_down", "straggler", "network_glitch")

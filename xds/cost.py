@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import XdsError
-from .model import ModelSpec
+from .spec.model import ModelSpec
 from .spec.hardware import HardwareSpec
 
 WEIGHT_BYTES = {"w8a8": 1.0, "fp8": 1.0, "bf16": 2.0}

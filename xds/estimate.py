@@ -21,7 +21,7 @@ from .workload import MAX_INPUT_LEN
 
 MAX_BATCH_PER_DIE = 1_000_000  # decode requests in flight per die; real ones are < 1,000
 MAX_TOKENS_PER_CHIP = 1e9      # prefill token batch per chip
-from .model import ModelSpec, load_model
+from .spec.model import ModelSpec, load_model
 from .spec.hardware import HardwareSpec, load_hardware
 
 

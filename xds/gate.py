@@ -33,9 +33,9 @@ from xml.sax.saxutils import escape, quoteattr
 from pydantic import Field, field_validator, model_validator
 
 from .errors import XdsError
-from .fileio import write_text_atomic
+from .spec.fileio import write_text_atomic
 from .workload import WorkloadSpec
-from .yamlio import Strict, load_yaml, validate
+from .spec.yamlio import Strict, load_yaml, validate
 
 # Numeric result fields a check may constrain (simulate document; chaos adds the last group).
 RESULT_FIELDS = (
@@ -216,7 +216,7 @@ def run_check(job: dict[str, Any]) -> CheckResult:
 
 def run_gate(suite_path: str, *, junit: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """``xds gate`` as a function: the result document (and the JUnit file)."""
-    from .fileio import check_output_path
+    from .spec.fileio import check_output_path
     check_output_path(junit, "--junit")
     suite, jobs = load_suite(suite_path)
     if workers is not None and workers < 1:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .cost import CostModel, Fabric, Layout
 from .errors import XdsError
-from .model import ModelSpec
+from .spec.model import ModelSpec
 from .spec.hardware import HardwareSpec
 from .spec.plan import LoadedPlan, PlanSpec, PoolSpec, load_plan
 
@@ -440,7 +440,7 @@ def place(loaded: LoadedPlan) -> PlacedPlan:
     constraint and its numbers."""
     from .estimate import fabric_for
     from .imbalance import batch_balancedness
-    from .model import load_model
+    from .spec.model import load_model
     from .spec.hardware import load_hardware
     from .topology import build_topology
 

@@ -279,7 +279,7 @@ def requests_csv(res: SimResult) -> str:
 
 def write_plot(res: SimResult, path: str) -> None:
     """TTFT / TPOT CDFs and the throughput / p99 TPOT timeline (needs matplotlib: ``plot`` extra)."""
-    from .fileio import atomic_path, check_plot_path
+    from .spec.fileio import atomic_path, check_plot_path
     check_plot_path(path)
     import matplotlib
     matplotlib.use("Agg")
@@ -312,7 +312,7 @@ def write_plot(res: SimResult, path: str) -> None:
 def write_timeline_plot(doc: dict[str, Any], path: str, *, markers: list[dict[str, Any]] = ()) -> None:
     """p99 TPOT and output throughput per window from a result document, with fault (red) and
     recovery (green) markers — the chaos view (needs matplotlib: ``plot`` extra)."""
-    from .fileio import atomic_path, check_plot_path
+    from .spec.fileio import atomic_path, check_plot_path
     check_plot_path(path)
     import matplotlib
     matplotlib.use("Agg")

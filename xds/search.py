@@ -186,7 +186,7 @@ def run_search(plan: str | None = None, *, model: str | None = None, hardware: s
     ``candidates_per_s``, ``pareto``, ``best``, ``prefill``, ``plan_file``). Flags override a plan
     file's model / hardware / cluster / SLO / workload lengths."""
     from .estimate import default_cluster, fabric_for
-    from .model import load_model
+    from .spec.model import load_model
     from .spec.hardware import load_hardware
     from .topology import build_topology
 
@@ -315,7 +315,7 @@ def write_plan(out: str, doc: dict, best: dict, model: str, hardware: str, clust
     """Write the best layout (and its prefill pool) as a plan YAML that ``xds plan`` accepts."""
     import yaml
 
-    from .fileio import write_text_atomic
+    from .spec.fileio import write_text_atomic
 
     lay: Layout = best["layout"]
     E_slots = lay.routed_slots
@@ -324,7 +324,7 @@ def write_plan(out: str, doc: dict, best: dict, model: str, hardware: str, clust
                            "batch_per_die": best["batch_per_rank"]}
     if lay.mtp:
         dec["mtp"] = {"draft_tokens": lay.mtp, "acceptance": lay.mtp_acceptance}
-    from .model import load_model
+    from .spec.model import load_model
 
     n_exp = load_model(model).n_routed_experts
     dec["experts"] = {"redundant": max(E_slots - n_exp, 0), "shared_dies": lay.shared_dies}

@@ -1035,7 +1035,7 @@ def _degraded_graph(deg: Degradation):
 def _export(graph, path: str | Path) -> Path:
     import networkx as nx
 
-    from .fileio import atomic_path
+    from .spec.fileio import atomic_path
 
     target = Path(path)
     suffix = target.suffix.lower()

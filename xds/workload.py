@@ -43,7 +43,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from .errors import XdsError
-from .yamlio import Strict
+from .spec.yamlio import Strict
 
 MAX_TRACE_BYTES = 2 * 1024**3  # 2 GiB: larger traces are refused (loop or rate-scale a smaller one)
 MAX_INPUT_LEN = 10_000_000  # tokens; longer prompts are bad rows, not clipped
@@ -717,7 +717,7 @@ def _as_dist(d: LengthDist | dict | int, label: str) -> LengthDist:
     if isinstance(d, (int, np.integer)):
         return LengthDist(dist="fixed", value=int(d))
     if isinstance(d, dict):
-        from .yamlio import validate
+        from .spec.yamlio import validate
         return validate(LengthDist, d, file="synthetic()", where_prefix=label)
     raise XdsError(f"{label} must be a length distribution mapping like "
                    "{dist: lognormal, mean: 1000, sigma: 1}", where=label)

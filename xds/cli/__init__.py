@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import XdsError
+from .memory import keep_freed_memory
 
 STATE = {"debug": False}
 _NoArgsIsHelp = getattr(cx, "NoArgsIsHelpError", ())
@@ -113,5 +114,7 @@ _register_all()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: tunes the allocator for this process (a CLI run is one process
+    that owns its heap; a library user's process is not ours to change), then runs the command."""
+    keep_freed_memory()
     typer.main.get_command(app).main(prog_name="xds")

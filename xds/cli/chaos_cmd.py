@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
         out: Optional[str] = typer.Option(None, "--out", help="Write the JSON document here (atomically)."),
         plot: Optional[str] = typer.Option(None, "--plot", help="TPOT/throughput timeline with fault markers (png/svg)."),
     ) -> None:
-        from ..fileio import check_output_path, check_plot_path
+        from ..spec.fileio import check_output_path, check_plot_path
         check_output_path(out, "--out")
         check_plot_path(plot)
         doc = run_chaos_command(plan, scenario=scenario, policy=policy, seed=seed, random=random,

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         context: int = typer.Option(4096, "--context", help="Context length (tokens) for decode FLOPs."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
-        from ..model import model_summary
+        from ..spec.model import model_summary
 
         doc = model_summary(model, kv_dtype=kv_dtype, context=context)
         if json_out:

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..fileio import write_text_atomic
+from ..spec.fileio import write_text_atomic
 
 
 def _clean(obj: Any) -> Any:

@@ -27,7 +27,7 @@ def workload_from_flags(loaded, *, trace: str | None = None, fmt: str = "auto",
     """
     from ..errors import XdsError
     from ..workload import WorkloadSpec, load_workload
-    from ..yamlio import validate
+    from ..spec.yamlio import validate
 
     def pos(v, flag, integer=False):
         if v is None:
@@ -146,7 +146,7 @@ def run_simulate(plan: str, *, seed: int = 0, concurrency: int | None = None, pr
 
     if seed < 0:
         raise XdsError(f"must be >= 0 (got {seed})", file="--seed")
-    from ..fileio import check_output_path, check_plot_path
+    from ..spec.fileio import check_output_path, check_plot_path
     check_output_path(requests_out, "--requests-out")
     check_plot_path(plot)
     if concurrency is not None and concurrency < 1:
@@ -163,7 +163,7 @@ def run_simulate(plan: str, *, seed: int = 0, concurrency: int | None = None, pr
     wall = time.perf_counter() - t0
     doc = build_report(res, placed, workload=w, wall_seconds=wall if timing else None)
     if requests_out:
-        from ..fileio import write_text_atomic
+        from ..spec.fileio import write_text_atomic
         write_text_atomic(requests_out, requests_csv(res))
     if plot:
         write_plot(res, plot)
@@ -201,7 +201,7 @@ def register(app: typer.Typer) -> None:
         timing: bool = typer.Option(False, "--timing", help="Include wall_seconds (non-deterministic) in the JSON."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar on stderr."),
     ) -> int:
-        from ..fileio import check_output_path
+        from ..spec.fileio import check_output_path
         check_output_path(out, "--out")
         cb, close = _progress_bar(not (no_progress or json_out))
         try:

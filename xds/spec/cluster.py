@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from ..errors import XdsError
-from ..yamlio import Strict, load_yaml, validate
+from .yamlio import Strict, load_yaml, validate
 from . import resolve
 
 Builder = Literal["cloudmatrix", "rail-fat-tree"]

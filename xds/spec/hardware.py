@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat
 
-from ..yamlio import Strict, load_yaml, validate
+from .yamlio import Strict, load_yaml, validate
 from . import resolve
 
 Quant = Literal["w8a8", "fp8", "bf16"]

@@ -16,7 +16,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from ..errors import XdsError
 from ..workload import WorkloadSpec
-from ..yamlio import Strict, load_yaml, validate
+from .yamlio import Strict, load_yaml, validate
 
 Role = Literal["prefill", "decode"]
 Policy = Literal["restart", "pd-failover", "fine-grained"]

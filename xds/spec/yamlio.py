@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import XdsError
+from ..errors import XdsError
 
 MAX_SPEC_BYTES = 64 * 1024 * 1024
 MAX_EXPANDED_NODES = 2_000_000

@@ -20,8 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import XdsError
-from .spec import resolve
+from ..errors import XdsError
+from . import resolve
 from .yamlio import load_json
 
 

@@ -7,7 +7,7 @@ every free, so the next call page-faults it back in: on 2 cores that is ~1,600 p
 of a 6.5 ms ``balance()`` call on 384 slots, and ~18 % of ``xds plan --search``. Raising both
 thresholds keeps up to :data:`TRIM_THRESHOLD` bytes of freed memory in the process.
 
-Applied once when :mod:`xds` is imported; set ``XDS_MALLOC_TUNING=0`` to leave the allocator alone.
+Applied once by the CLI's ``main`` (never on ``import xds``: a library user's process is not ours to tune); set ``XDS_MALLOC_TUNING=0`` to leave the allocator alone.
 Only glibc has ``mallopt``: elsewhere this is a no-op.
 """
 

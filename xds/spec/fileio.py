@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import XdsError
+from ..errors import XdsError
 
 
 def check_output_path(path: str | os.PathLike | None, flag: str) -> None:
