@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from xds.chaos import FaultEvent, Scenario, ScenarioSpec, load_scenario
 from xds.chaos_report import run_chaos, run_random
-from xds.cli.simulate_cmd import workload_from_flags
+from xds.pipeline import build_workload
 from xds.engine import simulate
 from xds.plan import place
 from xds.report import build_report
@@ -25,7 +25,7 @@ FAULTS = FIXTURES / "faults"
 @lru_cache(maxsize=1)
 def _setup():
     lp = load_plan(PLAN)
-    return place(lp), workload_from_flags(lp, duration=120.0)
+    return place(lp), build_workload(lp, duration=120.0)
 
 
 def chaos(name: str, policy: str = "fine-grained") -> dict:
@@ -228,7 +228,7 @@ def test_degraded_ib_link_slows_dispatch_and_kv_transfer(tmp_path):
     gates the instance's all-to-all and every KV transfer into decode."""
     lp = load_plan(PLANS / "deepseek-h800.yaml")
     placed = place(lp)
-    w = workload_from_flags(lp, duration=60.0)
+    w = build_workload(lp, duration=60.0)
     sc = tmp_path / "ib.yaml"
     sc.write_text('events:\n  - {at_s: 5, fault: link_degraded, target: "link:die:3-leaf:3/0", '
                   'factor: 0.25, duration_s: 50}\n')

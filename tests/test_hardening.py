@@ -326,12 +326,12 @@ def test_ctrl_c_during_out_write_exits_130_and_leaves_no_file(tmp_path, monkeypa
 
 
 def test_ctrl_c_during_simulation_exits_130(tmp_path, monkeypatch):
-    import xds.engine
+    import xds.pipeline
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(xds.engine, "simulate", interrupted)
+    monkeypatch.setattr(xds.pipeline, "simulate", interrupted)
     res = run_cli("simulate", PLAN, *SMALL_SIM, "--out", tmp_path / "r.json", "--requests-out",
                   tmp_path / "r.csv")
     assert res.exit_code == 130 and list(tmp_path.iterdir()) == []
@@ -339,12 +339,12 @@ def test_ctrl_c_during_simulation_exits_130(tmp_path, monkeypatch):
 
 def test_internal_error_is_not_masked(monkeypatch):
     """A bug (not bad input) must surface as itself, not as an error in the error handler."""
-    import xds.spec.model
+    import xds.cli.model_cmd
 
     def broken(*a, **k):
         raise ZeroDivisionError("simulated bug")
 
-    monkeypatch.setattr(xds.spec.model, "model_summary", broken)
+    monkeypatch.setattr(xds.cli.model_cmd, "model_summary", broken)
     res = run_cli("model", "deepseek-r1")
     assert res.exit_code not in (0, 2)
     assert isinstance(res.exception, ZeroDivisionError), repr(res.exception)

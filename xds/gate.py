@@ -20,91 +20,22 @@ dotted (``slo.windows_violated``, ``recomputed.requests``).
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from pydantic import Field, field_validator, model_validator
-
+from .chaos import load_scenario
 from .errors import XdsError
-from .spec.fileio import write_text_atomic
-from .workload import WorkloadSpec
-from .spec.yamlio import Strict, load_yaml, validate
-
-# Numeric result fields a check may constrain (simulate document; chaos adds the last group).
-RESULT_FIELDS = (
-    "completed", "failed", "total_input_tokens", "total_output_tokens", "request_throughput",
-    "output_throughput", "total_token_throughput", "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms",
-    "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms", "mean_itl_ms", "median_itl_ms", "p99_itl_ms",
-    "mean_e2el_ms", "median_e2el_ms", "p99_e2el_ms", "duration", "chips", "dies",
-    "output_throughput_per_chip", "input_throughput_per_chip", "slo_attainment",
-    "slo.windows_total", "slo.windows_violated", "slo.attainment", "prefix_cache_hit_rate",
-    "requests", "recomputed_requests", "recomputed_tokens",
-    "requests_total", "recomputed.requests", "recomputed.tokens",
-)
-
-
-class Threshold(Strict):
-    """``{max: x}``, ``{min: x}`` or both."""
-
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> "Threshold":
-        if self.min is None and self.max is None:
-            raise ValueError("a threshold needs min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}")
-        return self
-
-
-class CheckSpec(Strict):
-    """One check: a plan, optionally a workload and a fault scenario (+ policy), and thresholds."""
-
-    name: str = Field(min_length=1)
-    plan: str
-    workload: WorkloadSpec | None = None
-    scenario: str | None = None
-    policy: Literal["restart", "pd-failover", "fine-grained"] | None = None
-    seed: int = Field(0, ge=0)
-    expect: dict[str, Threshold] = Field(min_length=1)
-
-    @field_validator("expect")
-    @classmethod
-    def _fields(cls, v: dict[str, Threshold]) -> dict[str, Threshold]:
-        for key in v:
-            if key not in RESULT_FIELDS:
-                hint = difflib.get_close_matches(key, RESULT_FIELDS, n=1)
-                raise ValueError(f"unknown result field {key!r}"
-                                 + (f"; did you mean {hint[0]!r}?" if hint else "")
-                                 + " (any numeric field of the simulate/chaos JSON)")
-        return v
-
-    @model_validator(mode="after")
-    def _policy(self) -> "CheckSpec":
-        if self.policy is not None and self.scenario is None:
-            raise ValueError("policy applies to checks with a scenario")
-        return self
-
-
-class SuiteSpec(Strict):
-    name: str = ""
-    checks: list[CheckSpec] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique(self) -> "SuiteSpec":
-        names = [c.name for c in self.checks]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"check names must be unique (repeated: {', '.join(sorted(dup))})")
-        return self
+from .pipeline import chaos_plan, simulate_plan
+from .spec.fileio import check_output_path, write_text_atomic
+from .spec.plan import load_plan
+from .spec.suite import RESULT_FIELDS, CheckSpec, SuiteSpec, Threshold  # noqa: F401  (re-exported)
+from .spec.yamlio import load_yaml, validate
 
 
 @dataclass
@@ -131,9 +62,6 @@ def _resolve(base: Path, rel: str, what: str, file: str, where: str) -> str:
 
 def load_suite(path: str | Path) -> tuple[SuiteSpec, list[dict[str, Any]]]:
     """Validate a suite and everything it names (plans, scenarios, traces) before running anything."""
-    from .chaos import load_scenario
-    from .spec.plan import load_plan
-
     file = str(path)
     suite = validate(SuiteSpec, load_yaml(path, what="suite"), file=file)
     base = Path(path).resolve().parent
@@ -173,28 +101,16 @@ def _field(doc: dict[str, Any], key: str) -> float | None:
 
 def run_check(job: dict[str, Any]) -> CheckResult:
     """Run one check (in a worker process): simulate or chaos, then judge the thresholds."""
-    from .chaos import load_scenario
-    from .chaos_report import run_chaos
-    from .engine import simulate
-    from .plan import place
-    from .report import build_report
-    from .spec.plan import load_plan
-    from .workload import load_workload
-
     t0 = time.perf_counter()
     try:
         loaded = load_plan(job["plan"])
-        if job["workload"] is not None:
-            w = load_workload(WorkloadSpec.model_validate(job["workload"]), base_dir=None, seed=job["seed"])
-        elif loaded.spec.workload is not None:
-            w = loaded.load_workload(seed=job["seed"])
-        else:
+        if job["workload"] is None and loaded.spec.workload is None:
             raise XdsError("the check has no workload and the plan has no workload: block", file=job["plan"])
-        placed = place(loaded)
         if job["scenario"]:
-            doc = run_chaos(placed, w, load_scenario(job["scenario"]), policy=job["policy"], seed=job["seed"])
+            doc = chaos_plan(loaded, scenario=job["scenario"], policy=job["policy"],
+                             workload=job["workload"], seed=job["seed"])
         else:
-            doc = build_report(simulate(placed, w, seed=job["seed"]), placed, workload=w, timeline=False)
+            doc, _ = simulate_plan(loaded, workload=job["workload"], seed=job["seed"], timeline=False)
     except XdsError as exc:
         return CheckResult(job["name"], False, time.perf_counter() - t0, {}, [], job["expect"], error=str(exc))
     except Exception as exc:  # a bug in one check must not abort the other checks of the suite
@@ -216,7 +132,6 @@ def run_check(job: dict[str, Any]) -> CheckResult:
 
 def run_gate(suite_path: str, *, junit: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """``xds gate`` as a function: the result document (and the JUnit file)."""
-    from .spec.fileio import check_output_path
     check_output_path(junit, "--junit")
     suite, jobs = load_suite(suite_path)
     if workers is not None and workers < 1:

@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from .. import __version__
 from ..errors import XdsError
+from . import commands
 from .memory import keep_freed_memory
 
 STATE = {"debug": False}
@@ -104,13 +105,7 @@ def _root(
     STATE["debug"] = STATE["debug"] or debug
 
 
-def _register_all() -> None:
-    from . import commands
-
-    commands.register(app)
-
-
-_register_all()
+commands.register(app)
 
 
 def main() -> None:

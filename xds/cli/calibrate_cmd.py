@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from ..calibrate import calibrate
 from .output import console, emit_json
 
 
@@ -25,13 +27,11 @@ def register(app: typer.Typer) -> None:
         start: str = typer.Option("shipped", "--start", help="shipped (the spec's factors) or defaults."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
-        from ..calibrate import calibrate
 
         doc = calibrate(hardware, points, out=out, start=start)
         if json_out:
             emit_json(doc)
             return
-        from rich.table import Table
 
         t = Table(title=f"calibration of {doc['hardware']}")
         for col in ("point", "metric", "measured", "before", "err %", "after", "err %", "tol %"):

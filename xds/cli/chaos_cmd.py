@@ -3,11 +3,13 @@ recovery policy and judge the TPOT/TTFT SLA."""
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from ..pipeline import chaos_plan
+from ..spec.fileio import check_output_path
 from .output import console, emit_json, write_out
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -34,40 +36,6 @@ def markers(doc: dict, n: int, window: float) -> str:
             if row[j] == " ":
                 row[j] = "|"
     return "".join(row)
-
-
-def run_chaos_command(plan: str, *, scenario: Optional[str], policy: Optional[str], seed: int = 0,
-                      random: bool = False, rate_per_1000_chip_days: Optional[float] = None,
-                      hours: Optional[float] = None, trials: int = 10, **wflags) -> dict:
-    """``xds chaos`` as a function: the result document."""
-    from ..chaos import load_scenario
-    from ..chaos_report import run_chaos, run_random
-    from ..errors import XdsError
-    from ..plan import place
-    from ..spec.plan import load_plan
-    from .simulate_cmd import workload_from_flags
-
-    if seed < 0:
-        raise XdsError(f"must be >= 0 (got {seed})", file="--seed")
-    if random:
-        if scenario:
-            raise XdsError("give --scenario FILE or --random, not both", file="--random")
-        if rate_per_1000_chip_days is None or hours is None:
-            raise XdsError("--random needs --rate-per-1000-chip-days R and --hours H", file="--random")
-        if not (math.isfinite(hours) and hours > 0):
-            raise XdsError(f"must be a finite number > 0 (got {hours})", file="--hours")
-    elif not scenario:
-        raise XdsError("give --scenario FILE (or --random with rates)", file="--scenario")
-    loaded = load_plan(plan)
-    if random and wflags.get("duration") is None:
-        wflags["duration"] = hours * 3600.0
-    w = workload_from_flags(loaded, seed=seed, **wflags)
-    placed = place(loaded)
-    if random:
-        return run_random(placed, w, rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
-                          trials=trials, policy=policy, seed=seed)
-    sc = load_scenario(scenario)
-    return run_chaos(placed, w, sc, policy=policy, seed=seed)
 
 
 def register(app: typer.Typer) -> None:
@@ -104,21 +72,13 @@ def register(app: typer.Typer) -> None:
         out: Optional[str] = typer.Option(None, "--out", help="Write the JSON document here (atomically)."),
         plot: Optional[str] = typer.Option(None, "--plot", help="TPOT/throughput timeline with fault markers (png/svg)."),
     ) -> None:
-        from ..spec.fileio import check_output_path, check_plot_path
         check_output_path(out, "--out")
-        check_plot_path(plot)
-        doc = run_chaos_command(plan, scenario=scenario, policy=policy, seed=seed, random=random,
-                                rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
-                                trials=trials, trace=trace, fmt=fmt, rate_scale=rate_scale,
-                                duration=duration, requests=requests, rate=rate, arrival=arrival,
-                                cv=cv, input_len=input_len, output_len=output_len,
-                                input_dist=input_dist, output_dist=output_dist)
-        if plot:
-            if random:
-                from ..errors import XdsError
-                raise XdsError("--plot draws one scenario's timeline; it does not apply to --random", file="--plot")
-            from ..report import write_timeline_plot
-            write_timeline_plot(doc, plot)
+        doc = chaos_plan(plan, scenario=scenario, policy=policy, seed=seed, random=random,
+                         rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
+                         trials=trials, trace=trace, fmt=fmt, rate_scale=rate_scale,
+                         duration=duration, requests=requests, rate=rate, arrival=arrival,
+                         cv=cv, input_len=input_len, output_len=output_len,
+                         input_dist=input_dist, output_dist=output_dist, plot=plot)
         code = 0 if doc["passed"] else 1
         if json_out:
             emit_json(doc, out)
@@ -129,8 +89,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _render(doc: dict) -> None:
-    from rich.table import Table
-
     c = console()
     if "trials" in doc:
         t = Table(title=f"xds chaos --random: {doc['plan']}, {doc['trials']} trials × {doc['hours']:g} h at "

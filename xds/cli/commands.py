@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 import typer
 
-MODULES = ["topo", "model", "estimate", "calibrate", "experts", "plan", "simulate", "chaos", "gate"]
+from . import (
+    calibrate_cmd,
+    chaos_cmd,
+    estimate_cmd,
+    experts_cmd,
+    gate_cmd,
+    model_cmd,
+    plan_cmd,
+    simulate_cmd,
+    topo_cmd,
+)
+
+MODULES = [topo_cmd, model_cmd, estimate_cmd, calibrate_cmd, experts_cmd, plan_cmd, simulate_cmd,
+           chaos_cmd, gate_cmd]
 
 
 def register(app: typer.Typer) -> None:
-    for name in MODULES:
-        mod = f"xds.cli.{name}_cmd"
-        if importlib.util.find_spec(mod) is None:  # command not shipped in this build
-            continue
-        importlib.import_module(mod).register(app)
+    for mod in MODULES:
+        mod.register(app)

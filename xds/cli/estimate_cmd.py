@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from ..estimate import EstimateArgs, estimate
 from .output import console, emit_json
 
 
 def render(doc: dict) -> None:
     """Rich view: headline numbers, then the per-operator breakdown with each operator's bound."""
-    from rich.table import Table
 
     c = console()
     lay = doc["layout"]
@@ -79,7 +80,6 @@ def register(app: typer.Typer) -> None:
         redundant_experts: Optional[int] = typer.Option(None, "--redundant-experts", help="Redundant routed slots (default: fill to divide EP)."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
-        from ..estimate import EstimateArgs, estimate
 
         doc = estimate(EstimateArgs(
             model=model, hardware=hardware, cluster=cluster, phase=phase, chips=chips, ep=ep, dp=dp,

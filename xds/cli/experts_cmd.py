@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from ..experts import run_experts
 from .output import console, emit_json, write_out
 
 
@@ -27,14 +29,12 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
         out: Optional[str] = typer.Option(None, "--out", help="Write the JSON document to this file (atomically)."),
     ) -> None:
-        from ..experts import run_experts
 
         doc = run_experts(loads, slots, ranks, nodes=nodes, groups=groups, evaluate=evaluate, layout=layout)
         if json_out:
             emit_json(doc, out)
             return
         write_out(doc, out)
-        from rich.table import Table
 
         b = doc["balancedness"]
         t = Table(title=f"expert layout ({doc['policy']} policy)", show_header=False)

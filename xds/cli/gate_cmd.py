@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from ..gate import run_gate
 from .output import console, emit_json
 
 
@@ -34,14 +36,12 @@ def register(app: typer.Typer) -> None:
         workers: Optional[int] = typer.Option(None, "--workers", help="Parallel worker processes (default: cores)."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
-        from ..gate import run_gate
 
         doc = run_gate(suite, junit=junit, workers=workers)
         code = 0 if doc["passed"] else 1
         if json_out:
             emit_json(doc)
             raise typer.Exit(code)
-        from rich.table import Table
 
         t = Table(title=f"xds gate: {doc['suite']} ({len(doc['checks'])} checks, {doc['seconds']:.1f} s)")
         for col in ("check", "result", "field", "threshold", "measured", "margin"):

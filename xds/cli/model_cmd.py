@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import typer
+from rich.table import Table
 
+from ..spec.model import model_summary
 from .output import console, emit_json
 
 
@@ -25,13 +27,11 @@ def register(app: typer.Typer) -> None:
         context: int = typer.Option(4096, "--context", help="Context length (tokens) for decode FLOPs."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
-        from ..spec.model import model_summary
 
         doc = model_summary(model, kv_dtype=kv_dtype, context=context)
         if json_out:
             emit_json(doc)
             return
-        from rich.table import Table
 
         t = Table(title=f"{doc['model']} ({doc['family']}, {doc['attention'].upper()})", show_header=False)
         t.add_column("quantity")

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from ..spec.fileio import write_text_atomic
@@ -15,19 +16,14 @@ from ..spec.fileio import write_text_atomic
 
 def _clean(obj: Any) -> Any:
     """Make ``obj`` JSON-safe and deterministic: NumPy scalars/arrays to Python, NaN/inf to null."""
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover
-        np = None
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
-    if np is not None:
-        if isinstance(obj, np.ndarray):
-            return _clean(obj.tolist())
-        if isinstance(obj, np.generic):
-            return _clean(obj.item())
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _clean(obj.item())
     if isinstance(obj, float):
         if not math.isfinite(obj):
             return None

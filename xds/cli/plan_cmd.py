@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import typer
+from rich.table import Table
 
+from ..errors import XdsError
+from ..plan import plan_command
 from .output import console, emit_json, write_out
 
 
 def _render_plan(doc: dict[str, Any]) -> None:
-    from rich.table import Table
 
     c = console()
     pred = doc["predicted"]
@@ -70,7 +72,6 @@ def _render_plan(doc: dict[str, Any]) -> None:
 
 
 def _render_search(doc: dict[str, Any]) -> None:
-    from rich.table import Table
 
     c = console()
     c.print(f"searched {doc['candidates']:,} layouts in {doc['seconds']:.2f} s "
@@ -120,7 +121,6 @@ def register(app: typer.Typer) -> None:
         tpot_ms: Optional[float] = typer.Option(None, "--tpot-ms", help="--search: TPOT target in ms (default 50)."),
         ttft_ms: Optional[float] = typer.Option(None, "--ttft-ms", help="--search: TTFT target in ms (default 2000)."),
     ) -> None:
-        from ..plan import plan_command
 
         if search:
             doc = plan_command(plan, search=True, model=model, hardware=hardware, cluster=cluster,
@@ -135,7 +135,6 @@ def register(app: typer.Typer) -> None:
                         ("--input-len", input_len), ("--output-len", output_len), ("--trace", trace),
                         ("--tpot-ms", tpot_ms), ("--ttft-ms", ttft_ms)):
             if v is not None:
-                from ..errors import XdsError
 
                 raise XdsError(f"{flag} applies to --search; a plan file carries its own", file=flag)
         doc = plan_command(plan)

@@ -3,115 +3,23 @@ flags) and report vLLM-style metrics, SLO windows and a timeline. Exit 1 when th
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from typing import Any, Optional
 
 import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
+from ..pipeline import simulate_plan
+from ..spec.fileio import check_output_path
 from .output import console, emit_json, err_console, write_out
-
-
-def workload_from_flags(loaded, *, trace: str | None = None, fmt: str = "auto",
-                        rate_scale: float | None = None, duration: float | None = None,
-                        requests: int | None = None, rate: float | None = None,
-                        arrival: str | None = None, cv: float | None = None,
-                        input_len: int | None = None, output_len: int | None = None,
-                        input_dist: str | None = None, output_dist: str | None = None,
-                        seed: int = 0):
-    """Build the workload for a plan from CLI flags; flags override the plan's ``workload:`` block.
-
-    ``input_dist``/``output_dist`` are JSON/YAML mappings like ``{dist: lognormal, mean: 1000,
-    sigma: 1}``. Shared by ``xds simulate`` and ``xds chaos``. Raises XdsError on bad input.
-    """
-    from ..errors import XdsError
-    from ..workload import WorkloadSpec, load_workload
-    from ..spec.yamlio import validate
-
-    def pos(v, flag, integer=False):
-        if v is None:
-            return
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0) or (integer and int(v) != v):
-            raise XdsError(f"must be a {'whole number' if integer else 'finite number'} > 0 (got {v})",
-                           file=flag)
-
-    for v, flag, integer in ((rate_scale, "--rate-scale", False), (duration, "--duration", False),
-                             (requests, "--requests", True), (rate, "--rate", False), (cv, "--cv", False),
-                             (input_len, "--input-len", True), (output_len, "--output-len", True)):
-        pos(v, flag, integer)
-    if input_len is not None and input_dist is not None:
-        raise XdsError("give --input-len or --input-dist, not both", file="--input-dist")
-    if output_len is not None and output_dist is not None:
-        raise XdsError("give --output-len or --output-dist, not both", file="--output-dist")
-
-    def dist(text, flag):
-        import yaml
-        try:
-            d = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise XdsError(f"not a mapping like '{{dist: lognormal, mean: 1000, sigma: 1}}' ({exc.__class__.__name__})",
-                           file=flag) from None
-        if not isinstance(d, dict):
-            raise XdsError("expected a mapping like '{dist: lognormal, mean: 1000, sigma: 1}'", file=flag)
-        return d
-
-    synth_flags = any(v is not None for v in (rate, input_len, output_len, input_dist, output_dist))
-    base: dict[str, Any] = {}
-    plan_w = loaded.spec.workload
-    if trace is None and plan_w is not None:
-        base = plan_w.model_dump(exclude_unset=True)
-        if synth_flags and "trace" in base:
-            base = {}          # synthetic flags replace a plan trace entirely
-    data = dict(base)
-    if trace is not None:
-        data = {"trace": trace}
-        if fmt != "auto":
-            data["format"] = fmt
-        if rate is not None:
-            data["rate_rps"] = rate
-    elif fmt != "auto":
-        raise XdsError("--format applies to --trace", file="--format")
-    if rate_scale is not None:
-        data["rate_scale"] = rate_scale
-    if duration is not None:
-        data["duration_s"] = duration
-    if requests is not None:
-        data["requests"] = requests
-    if trace is None:
-        if rate is not None:
-            data["rate_rps"] = rate
-        if input_len is not None:
-            data["input"] = {"dist": "fixed", "value": int(input_len)}
-        if output_len is not None:
-            data["output"] = {"dist": "fixed", "value": int(output_len)}
-        if input_dist is not None:
-            data["input"] = dist(input_dist, "--input-dist")
-        if output_dist is not None:
-            data["output"] = dist(output_dist, "--output-dist")
-    if arrival is not None:
-        data["arrival"] = arrival
-    if cv is not None:
-        data["cv"] = cv
-    if not data:
-        raise XdsError("the plan has no workload: block; give --trace FILE or synthetic flags "
-                       "(--rate R --input-len I --output-len O --requests N)", file=loaded.path)
-    label = "workload flags" if (trace is not None or synth_flags) else loaded.path
-    spec = validate(WorkloadSpec, data, file=label)
-    base_dir = loaded.base_dir if (trace is None and not synth_flags) else None
-    try:
-        return load_workload(spec, base_dir=base_dir, seed=seed)
-    except XdsError as exc:
-        if base_dir is None:   # the trace came from --trace, not from the plan
-            raise
-        raise loaded.workload_error(exc, spec.trace) from None
 
 
 def _progress_bar(enabled: bool):
     """A rich progress bar on stderr that appears only for runs longer than ~2 s."""
     if not enabled or not sys.stderr.isatty():
         return None, None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     state: dict[str, Any] = {"t0": time.perf_counter(), "prog": None, "task": None}
 
@@ -132,42 +40,6 @@ def _progress_bar(enabled: bool):
             state["prog"].stop()
 
     return cb, close
-
-
-def run_simulate(plan: str, *, seed: int = 0, concurrency: int | None = None, progress=None,
-                 timing: bool = False, requests_out: str | None = None, plot: str | None = None,
-                 **wflags):
-    """Load + place the plan, build the workload, simulate; returns ``(doc, result)``."""
-    from ..engine import simulate
-    from ..errors import XdsError
-    from ..plan import place
-    from ..report import build_report, requests_csv, write_plot
-    from ..spec.plan import load_plan
-
-    if seed < 0:
-        raise XdsError(f"must be >= 0 (got {seed})", file="--seed")
-    from ..spec.fileio import check_output_path, check_plot_path
-    check_output_path(requests_out, "--requests-out")
-    check_plot_path(plot)
-    if concurrency is not None and concurrency < 1:
-        raise XdsError(f"must be a whole number >= 1 (got {concurrency})", file="--concurrency")
-    loaded = load_plan(plan)
-    if concurrency is not None and wflags.get("trace") is None and wflags.get("rate") is None and (
-            wflags.get("input_len") or wflags.get("input_dist")):
-        # closed loop ignores arrival times; a synthetic workload still needs a rate to be built
-        wflags["rate"] = float(concurrency)
-    w = workload_from_flags(loaded, seed=seed, **wflags)
-    placed = place(loaded)
-    t0 = time.perf_counter()
-    res = simulate(placed, w, seed=seed, concurrency=concurrency, progress=progress)
-    wall = time.perf_counter() - t0
-    doc = build_report(res, placed, workload=w, wall_seconds=wall if timing else None)
-    if requests_out:
-        from ..spec.fileio import write_text_atomic
-        write_text_atomic(requests_out, requests_csv(res))
-    if plot:
-        write_plot(res, plot)
-    return doc, res
 
 
 def register(app: typer.Typer) -> None:
@@ -201,11 +73,10 @@ def register(app: typer.Typer) -> None:
         timing: bool = typer.Option(False, "--timing", help="Include wall_seconds (non-deterministic) in the JSON."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar on stderr."),
     ) -> int:
-        from ..spec.fileio import check_output_path
         check_output_path(out, "--out")
         cb, close = _progress_bar(not (no_progress or json_out))
         try:
-            doc, _ = run_simulate(plan, seed=seed, concurrency=concurrency, progress=cb, timing=timing,
+            doc, _ = simulate_plan(plan, seed=seed, concurrency=concurrency, progress=cb, timing=timing,
                                   requests_out=requests_out, plot=plot, trace=trace, fmt=fmt,
                                   rate_scale=rate_scale, duration=duration, requests=requests,
                                   rate=rate, arrival=arrival, cv=cv, input_len=input_len,
@@ -227,8 +98,6 @@ def _fmt(v, nd=1):
 
 
 def _render(doc: dict) -> None:
-    from rich.table import Table
-
     c = console()
     slo = doc["slo"]
     t = Table(title=f"xds simulate: {doc['plan']} ({doc['model']} on {doc['chips']} chips / "

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.table import Table
 
+from ..topology import build_topology
 from .output import console, emit_json
 
 CLUSTER_HELP = "Built-in cluster name (cloudmatrix384, h800-ib) or path to a cluster YAML file."
@@ -25,7 +27,6 @@ def _fmt(v) -> str:
 
 
 def _render(title: str, doc: dict) -> None:
-    from rich.table import Table
 
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("field")
@@ -66,7 +67,6 @@ def register(app: typer.Typer) -> None:
         """
         if ctx.invoked_subcommand is not None:
             return
-        from ..topology import build_topology
 
         t = build_topology(cluster, nodes)
         doc = t.summary()
@@ -97,7 +97,6 @@ def register(app: typer.Typer) -> None:
         ),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
-        from ..topology import build_topology
 
         t = build_topology(cluster, nodes)
         doc = t.path(src, dst, plane=plane)

@@ -4,6 +4,7 @@ sees a partial file."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -36,7 +37,6 @@ def check_plot_path(path: str | os.PathLike | None) -> None:
     suffix = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
     if suffix not in ("png", "svg", "pdf"):
         raise XdsError(f"unsupported plot format .{suffix} (allowed: .png, .svg, .pdf)", file="--plot")
-    import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
         raise XdsError("plotting needs matplotlib: install the plot extra (pip install '.[plot]' in the "

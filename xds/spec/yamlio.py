@@ -13,7 +13,7 @@ import difflib
 import json
 import math
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -170,7 +170,6 @@ def _loc_text(loc: tuple) -> str:
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names (and aliases) allowed at ``loc`` inside ``model``, for "did you mean" hints."""
-    from typing import get_args, get_origin
 
     current: Any = model
     dict_value: Any = None
@@ -197,7 +196,6 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
 
 
 def _first_model(ann: Any) -> Any:
-    from typing import get_args
 
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann

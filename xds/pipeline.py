@@ -1,0 +1,233 @@
+"""The pipeline every evaluation follows: load a plan → build its workload → place it → simulate or
+replay faults → report. ``xds simulate``, ``xds chaos`` and ``xds gate`` (and a user's own Python)
+call these functions, so each step is written once.
+
+Workload options are the CLI's workload flags as keywords (``trace``, ``fmt``, ``rate_scale``,
+``duration``, ``requests``, ``rate``, ``arrival``, ``cv``, ``input_len``, ``output_len``,
+``input_dist``, ``output_dist``); they override the plan's ``workload:`` block the way the flags do,
+and errors name the flag (``--rate-scale``), since that is what a CLI user typed. A gate check's
+``workload:`` block is passed whole as ``workload=`` and replaces the plan's block.
+
+Example::
+
+    from xds.pipeline import simulate_plan
+    doc, result = simulate_plan("plans/cloudmatrix-infer-pd.yaml", rate=40, input_len=4096,
+                                output_len=256, duration=120)
+    print(doc["p99_tpot_ms"], doc["output_throughput_per_chip"])
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import yaml
+
+from .chaos import load_scenario
+from .chaos_report import run_chaos, run_random
+from .engine import SimResult, simulate
+from .errors import XdsError
+from .plan import place
+from .report import build_report, requests_csv, write_plot, write_timeline_plot
+from .spec.fileio import check_output_path, check_plot_path, write_text_atomic
+from .spec.plan import LoadedPlan, load_plan
+from .spec.yamlio import validate
+from .workload import Workload, WorkloadSpec, load_workload
+
+_DIST_EXAMPLE = "{dist: lognormal, mean: 1000, sigma: 1}"
+
+
+@dataclass(frozen=True)
+class WorkloadOptions:
+    """The workload flags of ``xds simulate`` / ``xds chaos``; ``None`` means "not given".
+
+    Lengths are tokens, ``rate`` req/s, ``duration`` s; ``input_dist``/``output_dist`` are YAML
+    mappings like ``{dist: lognormal, mean: 1000, sigma: 1}``."""
+
+    trace: str | None = None
+    fmt: str = "auto"
+    rate_scale: float | None = None
+    duration: float | None = None
+    requests: int | None = None
+    rate: float | None = None
+    arrival: str | None = None
+    cv: float | None = None
+    input_len: int | None = None
+    output_len: int | None = None
+    input_dist: str | None = None
+    output_dist: str | None = None
+
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> "WorkloadOptions":
+        """Options from keywords; an unknown keyword is a usage error naming it."""
+        known = {f.name for f in fields(cls)}
+        for key in options:
+            if key not in known:
+                raise XdsError(f"unknown workload option {key!r} (allowed: {', '.join(sorted(known))})",
+                               file=key)
+        return cls(**options)
+
+    @property
+    def synthetic(self) -> bool:
+        """True when any synthetic-workload flag is given (they replace a plan's trace)."""
+        return any(v is not None for v in (self.rate, self.input_len, self.output_len,
+                                           self.input_dist, self.output_dist))
+
+    def check(self) -> None:
+        """Each numeric flag is finite and > 0 (counts whole); the fixed/distribution pairs exclude
+        each other."""
+        for v, flag, whole in ((self.rate_scale, "--rate-scale", False),
+                               (self.duration, "--duration", False), (self.requests, "--requests", True),
+                               (self.rate, "--rate", False), (self.cv, "--cv", False),
+                               (self.input_len, "--input-len", True),
+                               (self.output_len, "--output-len", True)):
+            if v is None:
+                continue
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0) or (whole and int(v) != v):
+                raise XdsError(f"must be a {'whole number' if whole else 'finite number'} > 0 (got {v})",
+                               file=flag)
+        if self.input_len is not None and self.input_dist is not None:
+            raise XdsError("give --input-len or --input-dist, not both", file="--input-dist")
+        if self.output_len is not None and self.output_dist is not None:
+            raise XdsError("give --output-len or --output-dist, not both", file="--output-dist")
+        if self.trace is None and self.fmt != "auto":
+            raise XdsError("--format applies to --trace", file="--format")
+
+
+def _dist(text: str, flag: str) -> dict[str, Any]:
+    """A length distribution flag's YAML mapping."""
+    try:
+        d = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise XdsError(f"not a mapping like '{_DIST_EXAMPLE}' ({exc.__class__.__name__})",
+                       file=flag) from None
+    if not isinstance(d, dict):
+        raise XdsError(f"expected a mapping like '{_DIST_EXAMPLE}'", file=flag)
+    return d
+
+
+def _block_from_options(loaded: LoadedPlan, o: WorkloadOptions) -> dict[str, Any]:
+    """The workload block the flags describe, on top of the plan's own block where they keep it."""
+    data: dict[str, Any] = {}
+    plan_w = loaded.spec.workload
+    if o.trace is None and plan_w is not None:
+        data = plan_w.model_dump(exclude_unset=True)
+        if o.synthetic and "trace" in data:
+            data = {}          # synthetic flags replace a plan trace entirely
+    if o.trace is not None:
+        data = {"trace": o.trace}
+        if o.fmt != "auto":
+            data["format"] = o.fmt
+    overrides = {"rate_scale": o.rate_scale, "duration_s": o.duration, "requests": o.requests,
+                 "rate_rps": o.rate}
+    if o.trace is None:
+        overrides["input"] = ({"dist": "fixed", "value": int(o.input_len)} if o.input_len is not None
+                              else _dist(o.input_dist, "--input-dist") if o.input_dist is not None
+                              else None)
+        overrides["output"] = ({"dist": "fixed", "value": int(o.output_len)} if o.output_len is not None
+                               else _dist(o.output_dist, "--output-dist") if o.output_dist is not None
+                               else None)
+    overrides.update(arrival=o.arrival, cv=o.cv)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return data
+
+
+def build_workload(loaded: LoadedPlan, *, workload: dict[str, Any] | None = None, seed: int = 0,
+                  **options: Any) -> Workload:
+    """The workload a run uses: ``workload`` (a whole block, as in a gate check) if given, else the
+    plan's block with the option keywords applied (see the module docstring)."""
+    if workload is not None:
+        return load_workload(WorkloadSpec.model_validate(workload), base_dir=None, seed=seed)
+    o = WorkloadOptions.of(options)
+    o.check()
+    data = _block_from_options(loaded, o)
+    if not data:
+        raise XdsError("the plan has no workload: block; give --trace FILE or synthetic flags "
+                       "(--rate R --input-len I --output-len O --requests N)", file=loaded.path)
+    from_flags = o.trace is not None or o.synthetic
+    spec = validate(WorkloadSpec, data, file="workload flags" if from_flags else loaded.path)
+    base_dir = None if from_flags else loaded.base_dir
+    try:
+        return load_workload(spec, base_dir=base_dir, seed=seed)
+    except XdsError as exc:
+        if base_dir is None:   # the trace came from --trace, not from the plan
+            raise
+        raise loaded.workload_error(exc, spec.trace) from None
+
+
+def _check_seed(seed: int) -> None:
+    if seed < 0:
+        raise XdsError(f"must be >= 0 (got {seed})", file="--seed")
+
+
+def _loaded(plan: str | LoadedPlan) -> LoadedPlan:
+    return plan if isinstance(plan, LoadedPlan) else load_plan(plan)
+
+
+def simulate_plan(plan: str | LoadedPlan, *, workload: dict[str, Any] | None = None, seed: int = 0,
+                  concurrency: int | None = None, progress: Callable | None = None,
+                  timing: bool = False, timeline: bool = True, requests_out: str | None = None,
+                  plot: str | None = None, **options: Any) -> tuple[dict[str, Any], SimResult]:
+    """``xds simulate`` as a function: ``(document, result)``.
+
+    ``concurrency`` N runs closed loop (N requests in flight, arrival times ignored);
+    ``progress(sim_t_s, done, total)`` is called as the run advances; ``timing`` adds wall-clock
+    fields; ``requests_out`` (CSV) and ``plot`` (png/svg) are written atomically."""
+    _check_seed(seed)
+    check_output_path(requests_out, "--requests-out")
+    check_plot_path(plot)
+    if concurrency is not None and concurrency < 1:
+        raise XdsError(f"must be a whole number >= 1 (got {concurrency})", file="--concurrency")
+    loaded = _loaded(plan)
+    if concurrency is not None and options.get("trace") is None and options.get("rate") is None and (
+            options.get("input_len") or options.get("input_dist")):
+        # closed loop ignores arrival times; a synthetic workload still needs a rate to be built
+        options["rate"] = float(concurrency)
+    w = build_workload(loaded, workload=workload, seed=seed, **options)
+    placed = place(loaded)
+    t0 = time.perf_counter()
+    res = simulate(placed, w, seed=seed, concurrency=concurrency, progress=progress)
+    wall = time.perf_counter() - t0
+    doc = build_report(res, placed, workload=w, wall_seconds=wall if timing else None,
+                       timeline=timeline)
+    if requests_out:
+        write_text_atomic(requests_out, requests_csv(res))
+    if plot:
+        write_plot(res, plot)
+    return doc, res
+
+
+def chaos_plan(plan: str | LoadedPlan, *, scenario: str | None = None, policy: str | None = None,
+               random: bool = False, rate_per_1000_chip_days: float | None = None,
+               hours: float | None = None, trials: int = 10, workload: dict[str, Any] | None = None,
+               seed: int = 0, plot: str | None = None, **options: Any) -> dict[str, Any]:
+    """``xds chaos`` as a function: the result document of one scenario (``scenario`` file) or of
+    ``trials`` random fault timelines (``random``: ``rate_per_1000_chip_days`` over ``hours`` h)."""
+    _check_seed(seed)
+    check_plot_path(plot)
+    if random:
+        if scenario:
+            raise XdsError("give --scenario FILE or --random, not both", file="--random")
+        if rate_per_1000_chip_days is None or hours is None:
+            raise XdsError("--random needs --rate-per-1000-chip-days R and --hours H", file="--random")
+        if not (math.isfinite(hours) and hours > 0):
+            raise XdsError(f"must be a finite number > 0 (got {hours})", file="--hours")
+        if plot:
+            raise XdsError("--plot draws one scenario's timeline; it does not apply to --random",
+                           file="--plot")
+    elif not scenario:
+        raise XdsError("give --scenario FILE (or --random with rates)", file="--scenario")
+    loaded = _loaded(plan)
+    if random and options.get("duration") is None and workload is None:
+        options["duration"] = hours * 3600.0
+    w = build_workload(loaded, workload=workload, seed=seed, **options)
+    placed = place(loaded)
+    if random:
+        return run_random(placed, w, rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
+                          trials=trials, policy=policy, seed=seed)
+    doc = run_chaos(placed, w, load_scenario(scenario), policy=policy, seed=seed)
+    if plot:
+        write_timeline_plot(doc, plot)
+    return doc
