@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..pipeline import chaos_plan
 from ..spec.fileio import check_output_path
+from . import options as opts
 from .output import console, emit_json, write_out
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -55,30 +56,27 @@ def register(app: typer.Typer) -> None:
         rate_per_1000_chip_days: Optional[float] = typer.Option(None, "--rate-per-1000-chip-days", help="--random: faults per 1000 chip-days (Llama 3: 0.47)."),
         hours: Optional[float] = typer.Option(None, "--hours", help="--random: hours of traffic per trial."),
         trials: int = typer.Option(10, "--trials", help="--random: number of timelines."),
-        trace: Optional[str] = typer.Option(None, "--trace", help="Trace file (as xds simulate)."),
-        fmt: str = typer.Option("auto", "--format", help="Trace format."),
-        rate_scale: Optional[float] = typer.Option(None, "--rate-scale", help="Compress trace time by X."),
-        duration: Optional[float] = typer.Option(None, "--duration", help="Workload length in s."),
-        requests: Optional[int] = typer.Option(None, "--requests", help="Keep the first N requests."),
-        rate: Optional[float] = typer.Option(None, "--rate", help="Synthetic arrival rate (req/s)."),
-        arrival: Optional[str] = typer.Option(None, "--arrival", help="poisson or gamma."),
-        cv: Optional[float] = typer.Option(None, "--cv", help="Gamma arrivals: CV of the gaps."),
-        input_len: Optional[int] = typer.Option(None, "--input-len", help="Fixed prompt length."),
-        output_len: Optional[int] = typer.Option(None, "--output-len", help="Fixed output length."),
-        input_dist: Optional[str] = typer.Option(None, "--input-dist", help="Prompt length distribution."),
-        output_dist: Optional[str] = typer.Option(None, "--output-dist", help="Output length distribution."),
-        seed: int = typer.Option(0, "--seed", help="Seed (same seed, same bytes)."),
-        json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-        out: Optional[str] = typer.Option(None, "--out", help="Write the JSON document here (atomically)."),
+        trace: Optional[str] = opts.TRACE,
+        fmt: str = opts.FORMAT,
+        rate_scale: Optional[float] = opts.RATE_SCALE,
+        duration: Optional[float] = opts.DURATION,
+        requests: Optional[int] = opts.REQUESTS,
+        rate: Optional[float] = opts.RATE,
+        arrival: Optional[str] = opts.ARRIVAL,
+        cv: Optional[float] = opts.CV,
+        input_len: Optional[int] = opts.INPUT_LEN,
+        output_len: Optional[int] = opts.OUTPUT_LEN,
+        input_dist: Optional[str] = opts.INPUT_DIST,
+        output_dist: Optional[str] = opts.OUTPUT_DIST,
+        seed: int = opts.SEED,
+        json_out: bool = opts.JSON,
+        out: Optional[str] = opts.OUT,
         plot: Optional[str] = typer.Option(None, "--plot", help="TPOT/throughput timeline with fault markers (png/svg)."),
     ) -> None:
         check_output_path(out, "--out")
         doc = chaos_plan(plan, scenario=scenario, policy=policy, seed=seed, random=random,
                          rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
-                         trials=trials, trace=trace, fmt=fmt, rate_scale=rate_scale,
-                         duration=duration, requests=requests, rate=rate, arrival=arrival,
-                         cv=cv, input_len=input_len, output_len=output_len,
-                         input_dist=input_dist, output_dist=output_dist, plot=plot)
+                         trials=trials, plot=plot, **opts.workload_options(locals()))
         code = 0 if doc["passed"] else 1
         if json_out:
             emit_json(doc, out)

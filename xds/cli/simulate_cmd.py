@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..pipeline import simulate_plan
 from ..spec.fileio import check_output_path
+from . import options as opts
 from .output import console, emit_json, err_console, write_out
 
 
@@ -52,35 +53,33 @@ def register(app: typer.Typer) -> None:
     )
     def simulate_cmd(
         plan: str = typer.Argument(..., help="Plan YAML file."),
-        trace: Optional[str] = typer.Option(None, "--trace", help="Trace file (Azure CSV, Mooncake JSONL, BurstGPT CSV, length CSV)."),
-        fmt: str = typer.Option("auto", "--format", help="Trace format: auto, azure, mooncake, burstgpt, lengths."),
-        rate_scale: Optional[float] = typer.Option(None, "--rate-scale", help="Compress trace time by X (offered rate × X)."),
-        duration: Optional[float] = typer.Option(None, "--duration", help="Workload length in s (traces are looped or cut)."),
-        requests: Optional[int] = typer.Option(None, "--requests", help="Keep the first N requests."),
-        rate: Optional[float] = typer.Option(None, "--rate", help="Synthetic arrival rate (req/s); also the rate of a length-only trace."),
-        arrival: Optional[str] = typer.Option(None, "--arrival", help="poisson or gamma."),
-        cv: Optional[float] = typer.Option(None, "--cv", help="Gamma arrivals: coefficient of variation of the gaps."),
-        input_len: Optional[int] = typer.Option(None, "--input-len", help="Fixed prompt length (tokens)."),
-        output_len: Optional[int] = typer.Option(None, "--output-len", help="Fixed output length (tokens)."),
-        input_dist: Optional[str] = typer.Option(None, "--input-dist", help="Prompt length distribution, e.g. '{dist: lognormal, mean: 1000, sigma: 1}'."),
-        output_dist: Optional[str] = typer.Option(None, "--output-dist", help="Output length distribution (same form)."),
+        trace: Optional[str] = opts.TRACE,
+        fmt: str = opts.FORMAT,
+        rate_scale: Optional[float] = opts.RATE_SCALE,
+        duration: Optional[float] = opts.DURATION,
+        requests: Optional[int] = opts.REQUESTS,
+        rate: Optional[float] = opts.RATE,
+        arrival: Optional[str] = opts.ARRIVAL,
+        cv: Optional[float] = opts.CV,
+        input_len: Optional[int] = opts.INPUT_LEN,
+        output_len: Optional[int] = opts.OUTPUT_LEN,
+        input_dist: Optional[str] = opts.INPUT_DIST,
+        output_dist: Optional[str] = opts.OUTPUT_DIST,
         concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Closed loop: keep N requests in flight, running the workload's requests in order (arrival times ignored); size it with --requests M."),
-        seed: int = typer.Option(0, "--seed", help="Seed of synthetic workloads (same seed, same bytes)."),
-        json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
-        out: Optional[str] = typer.Option(None, "--out", help="Write the JSON document to this file (atomically)."),
+        seed: int = opts.SEED,
+        json_out: bool = opts.JSON,
+        out: Optional[str] = opts.OUT,
         requests_out: Optional[str] = typer.Option(None, "--requests-out", help="Write per-request records to this CSV."),
         plot: Optional[str] = typer.Option(None, "--plot", help="Write TTFT/TPOT CDFs and the timeline to FILE.png|svg (matplotlib)."),
         timing: bool = typer.Option(False, "--timing", help="Include wall_seconds (non-deterministic) in the JSON."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar on stderr."),
     ) -> int:
+        workload = opts.workload_options(locals())
         check_output_path(out, "--out")
         cb, close = _progress_bar(not (no_progress or json_out))
         try:
             doc, _ = simulate_plan(plan, seed=seed, concurrency=concurrency, progress=cb, timing=timing,
-                                  requests_out=requests_out, plot=plot, trace=trace, fmt=fmt,
-                                  rate_scale=rate_scale, duration=duration, requests=requests,
-                                  rate=rate, arrival=arrival, cv=cv, input_len=input_len,
-                                  output_len=output_len, input_dist=input_dist, output_dist=output_dist)
+                                   requests_out=requests_out, plot=plot, **workload)
         finally:
             if close:
                 close()
