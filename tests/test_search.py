@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import PLANS, assert_user_error, run_cli  # noqa: E402
 from xds.cost import CostModel, Layout  # noqa: E402
 from xds.estimate import fabric_for  # noqa: E402
-from xds.spec.model import load_model  # noqa: E402
 from xds.plan.candidates import BATCH_GRID, price_decode_group  # noqa: E402
 from xds.plan.search import pareto, run_search  # noqa: E402
 from xds.spec.hardware import load_hardware  # noqa: E402
+from xds.spec.model import load_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
