@@ -23,151 +23,6 @@ from .placed import PlacedInstance, PlacedPlan, PlacedPool
 PREFILL_TOKENS_PER_CHIP = 16384  # CMv2 §5.2: 16K tokens per NPU prefill batch
 
 
-class _NodeAllocator:
-    """Hands out whole nodes from the front of the cluster (decode first, then prefill) and packs
-    sub-node instances onto shared nodes, spreading them so a node loss hits as few as possible."""
-
-    def __init__(self, loaded: LoadedPlan, topo: Any):
-        self.loaded, self.topo = loaded, topo
-        self.next_node = 0
-
-    def take(self, where: str, role: str, instances: int, chips: int) -> list[np.ndarray]:
-        """Global die ids (int64) of each of ``instances`` instances of ``chips`` chips."""
-        t = self.topo
-        cpn, dpc = t.chips_per_node, t.dies_per_chip
-        dies = chips * dpc
-        if chips >= cpn:
-            if chips % cpn:
-                raise plan_error(self.loaded, where + ".chips",
-                                 f"a {role} instance of {chips} chips spans more than one node but is not a "
-                                 f"whole number of {cpn}-chip nodes (instances are placed on whole nodes)")
-            per = chips // cpn
-            need = per * instances
-        else:
-            if cpn % chips:
-                raise plan_error(self.loaded, where + ".chips",
-                                 f"{chips}-chip {role} instances do not tile a {cpn}-chip node "
-                                 f"(use a divisor of {cpn} or whole nodes)")
-            need = -(-instances * chips // cpn)
-        if self.next_node + need > t.n_nodes:
-            raise plan_error(self.loaded, where,
-                             f"{role} needs {need} nodes ({instances} x {chips} chips) but only "
-                             f"{t.n_nodes - self.next_node} of the cluster's {t.n_nodes} nodes are left "
-                             f"({self.next_node} already used)")
-        first = self.next_node
-        self.next_node += need
-        out = []
-        if chips >= cpn:
-            for i in range(instances):
-                n0 = first + i * per
-                out.append(np.arange(n0 * t.dies_per_node, (n0 + per) * t.dies_per_node, dtype=np.int64))
-        else:
-            # round-robin over the nodes: node j holds instances j, j+need, ... in consecutive slots
-            fill = np.zeros(need, dtype=int)
-            for i in range(instances):
-                n = first + i % need
-                d0 = n * t.dies_per_node + fill[i % need] * dies
-                fill[i % need] += 1
-                out.append(np.arange(d0, d0 + dies, dtype=np.int64))
-        return out
-
-
-def _pool_layout(loaded: LoadedPlan, i: int, pool: PoolSpec, model: ModelSpec, hw: HardwareSpec,
-                 topo: Any) -> Layout:
-    """Validate one pool's layout against its dies and the model; return the cost-model layout
-    (balancedness still 1)."""
-    spec = loaded.spec
-    w = f"pools[{i}]"
-    lay = pool.layout
-    dies = pool.chips * hw.dies_per_chip
-    E = model.n_routed_experts
-    if lay.tp > topo.dies_per_node or topo.dies_per_node % lay.tp:
-        raise plan_error(loaded, w + ".layout.tp",
-                         f"TP{lay.tp} groups must fit inside one {topo.dies_per_node}-die node (TP must divide "
-                         f"{topo.dies_per_node})")
-    if pool.ma is not None:
-        ma = pool.ma
-        if ma.attention_dies + ma.moe_dies != dies:
-            raise plan_error(loaded, w + ".ma",
-                             f"attention_dies {ma.attention_dies} + moe_dies {ma.moe_dies} = "
-                             f"{ma.attention_dies + ma.moe_dies} must equal the instance's {dies} dies "
-                             f"({pool.chips} chips x {hw.dies_per_chip})")
-        if lay.dp * lay.tp * ma.domains != ma.attention_dies:
-            raise plan_error(loaded, w + ".layout.dp",
-                             f"DP{lay.dp} x TP{lay.tp} x {ma.domains} domains = {lay.dp * lay.tp * ma.domains} "
-                             f"must equal the {ma.attention_dies} attention dies")
-        if lay.ep != ma.moe_dies:
-            raise plan_error(loaded, w + ".layout.ep",
-                             f"EP{lay.ep} must equal the {ma.moe_dies} MoE dies of the MA layout")
-    else:
-        if lay.dp * lay.tp != dies:
-            raise plan_error(loaded, w + ".layout.dp",
-                             f"DP{lay.dp} x TP{lay.tp} = {lay.dp * lay.tp} must equal the instance's {dies} dies "
-                             f"({pool.chips} chips x {hw.dies_per_chip})")
-        if lay.ep != dies:
-            raise plan_error(loaded, w + ".layout.ep",
-                             f"EP{lay.ep} must equal the instance's {dies} dies ({pool.chips} chips x "
-                             f"{hw.dies_per_chip}); xds runs MoE over every die of an instance")
-    ex = pool.experts
-    slots = 0
-    if model.is_moe:
-        if ex.shared_dies >= lay.ep:
-            raise plan_error(loaded, w + ".experts.shared_dies",
-                             f"{ex.shared_dies} shared-expert dies leave no die for routed experts in EP{lay.ep}")
-        if ex.shared_dies and not model.shared_intermediate:
-            raise plan_error(loaded, w + ".experts.shared_dies",
-                             f"{model.name} has no shared expert; shared_dies must be 0")
-        routed = lay.ep - ex.shared_dies
-        slots = E + ex.redundant
-        if slots < routed:
-            raise plan_error(loaded, w + ".experts.redundant",
-                             f"{E} experts + {ex.redundant} redundant = {slots} slots leave some of the "
-                             f"{routed} routed EP ranks empty (need at least {routed - E} redundant)")
-        if slots % routed:
-            lo = (slots // routed) * routed - E
-            raise plan_error(loaded, w + ".experts.redundant",
-                             f"{E} experts + {ex.redundant} redundant = {slots} slots do not divide over "
-                             f"{routed} routed EP ranks (EP{lay.ep} - {ex.shared_dies} shared dies); "
-                             f"use redundant {max(lo, 0) if lo >= 0 and lo + E >= routed else ''}"
-                             f"{' or ' if lo >= 0 and lo + E >= routed else ''}{lo + routed}")
-    elif ex.redundant or ex.shared_dies:
-        raise plan_error(loaded, w + ".experts", f"{model.name} is a dense model; it has no experts to place")
-    mtp = pool.mtp.draft_tokens if (pool.mtp and pool.role == "decode") else 0
-    acc = pool.mtp.acceptance if pool.mtp else 0.7
-    quant = spec.quant or hw.default_quant
-    ma = pool.ma
-    return Layout(dies=dies, ep=lay.ep, dp=lay.dp, tp=lay.tp, shared_dies=ex.shared_dies,
-                  routed_slots=slots, mtp=mtp, mtp_acceptance=acc, microbatches=pool.microbatches,
-                  quant=quant, kv_dtype=spec.kv_dtype,
-                  attention_dies=ma.attention_dies if ma else 0, ma_domains=ma.domains if ma else 1)
-
-
-def _hbm_check(loaded: LoadedPlan, where: str, hw: HardwareSpec, die_type: str, hbm: dict[str, float],
-               what: str) -> None:
-    """Raise, located at ``where``, when the per-die HBM breakdown ``hbm`` (GB) exceeds capacity;
-    ``what`` names the load it was priced at."""
-    if hbm["total"] > hbm["capacity"] + 1e-9:
-        fill = ", ".join(f"{k} {v:.1f}" for k, v in hbm.items()
-                         if k not in ("total", "capacity", "free") and v > 0.05)
-        raise plan_error(loaded, where,
-                         f"does not fit HBM: each {hw.name} {die_type} die needs {hbm['total']:.1f} GB but has "
-                         f"{hbm['capacity']:.0f} GB at {what} ({fill})")
-
-
-def _moe_die_hbm(model: ModelSpec, hw: HardwareSpec, lay: Layout, fabric: Fabric, batch: float) -> dict:
-    """HBM of an MA MoE die: expert weights + dispatch/combine buffers + reserve (GB)."""
-    plain = CostModel(model, hw, replace(lay, attention_dies=0, ma_domains=1, dp=lay.ep, dies=lay.ep), fabric)
-    # every MoE die receives the tokens of all attention ranks of one domain
-    per_die_batch = batch * lay.dp / lay.ep
-    h = plain.hbm_gb(per_die_batch, 0)
-    out = {"weights_experts": h["weights_experts"], "comm_buffers": h["comm_buffers"],
-           "reserve": h["reserve"]}
-    out["total"] = sum(out.values())
-    out["capacity"] = h["capacity"]
-    out["free"] = out["capacity"] - out["total"]
-    return out
-
-
 @dataclass(frozen=True)
 class _Setting:
     """What every pool of one plan is placed against: specs, topology, the workload's mean input and
@@ -316,3 +171,148 @@ def _kv_tokens_per_rank(hbm: dict[str, float], cm: CostModel, kv_tok: float) -> 
     times the dies that share a rank's KV (GQA by head; MLA holds it whole), over KV bytes per token."""
     free = hbm["capacity"] - (hbm["total"] - hbm["kv_cache"])
     return int(max(free, 0.0) * 1e9 * cm.kv_split // kv_tok)
+
+
+class _NodeAllocator:
+    """Hands out whole nodes from the front of the cluster (decode first, then prefill) and packs
+    sub-node instances onto shared nodes, spreading them so a node loss hits as few as possible."""
+
+    def __init__(self, loaded: LoadedPlan, topo: Any):
+        self.loaded, self.topo = loaded, topo
+        self.next_node = 0
+
+    def take(self, where: str, role: str, instances: int, chips: int) -> list[np.ndarray]:
+        """Global die ids (int64) of each of ``instances`` instances of ``chips`` chips."""
+        t = self.topo
+        cpn, dpc = t.chips_per_node, t.dies_per_chip
+        dies = chips * dpc
+        if chips >= cpn:
+            if chips % cpn:
+                raise plan_error(self.loaded, where + ".chips",
+                                 f"a {role} instance of {chips} chips spans more than one node but is not a "
+                                 f"whole number of {cpn}-chip nodes (instances are placed on whole nodes)")
+            per = chips // cpn
+            need = per * instances
+        else:
+            if cpn % chips:
+                raise plan_error(self.loaded, where + ".chips",
+                                 f"{chips}-chip {role} instances do not tile a {cpn}-chip node "
+                                 f"(use a divisor of {cpn} or whole nodes)")
+            need = -(-instances * chips // cpn)
+        if self.next_node + need > t.n_nodes:
+            raise plan_error(self.loaded, where,
+                             f"{role} needs {need} nodes ({instances} x {chips} chips) but only "
+                             f"{t.n_nodes - self.next_node} of the cluster's {t.n_nodes} nodes are left "
+                             f"({self.next_node} already used)")
+        first = self.next_node
+        self.next_node += need
+        out = []
+        if chips >= cpn:
+            for i in range(instances):
+                n0 = first + i * per
+                out.append(np.arange(n0 * t.dies_per_node, (n0 + per) * t.dies_per_node, dtype=np.int64))
+        else:
+            # round-robin over the nodes: node j holds instances j, j+need, ... in consecutive slots
+            fill = np.zeros(need, dtype=int)
+            for i in range(instances):
+                n = first + i % need
+                d0 = n * t.dies_per_node + fill[i % need] * dies
+                fill[i % need] += 1
+                out.append(np.arange(d0, d0 + dies, dtype=np.int64))
+        return out
+
+
+def _pool_layout(loaded: LoadedPlan, i: int, pool: PoolSpec, model: ModelSpec, hw: HardwareSpec,
+                 topo: Any) -> Layout:
+    """Validate one pool's layout against its dies and the model; return the cost-model layout
+    (balancedness still 1)."""
+    spec = loaded.spec
+    w = f"pools[{i}]"
+    lay = pool.layout
+    dies = pool.chips * hw.dies_per_chip
+    E = model.n_routed_experts
+    if lay.tp > topo.dies_per_node or topo.dies_per_node % lay.tp:
+        raise plan_error(loaded, w + ".layout.tp",
+                         f"TP{lay.tp} groups must fit inside one {topo.dies_per_node}-die node (TP must divide "
+                         f"{topo.dies_per_node})")
+    if pool.ma is not None:
+        ma = pool.ma
+        if ma.attention_dies + ma.moe_dies != dies:
+            raise plan_error(loaded, w + ".ma",
+                             f"attention_dies {ma.attention_dies} + moe_dies {ma.moe_dies} = "
+                             f"{ma.attention_dies + ma.moe_dies} must equal the instance's {dies} dies "
+                             f"({pool.chips} chips x {hw.dies_per_chip})")
+        if lay.dp * lay.tp * ma.domains != ma.attention_dies:
+            raise plan_error(loaded, w + ".layout.dp",
+                             f"DP{lay.dp} x TP{lay.tp} x {ma.domains} domains = {lay.dp * lay.tp * ma.domains} "
+                             f"must equal the {ma.attention_dies} attention dies")
+        if lay.ep != ma.moe_dies:
+            raise plan_error(loaded, w + ".layout.ep",
+                             f"EP{lay.ep} must equal the {ma.moe_dies} MoE dies of the MA layout")
+    else:
+        if lay.dp * lay.tp != dies:
+            raise plan_error(loaded, w + ".layout.dp",
+                             f"DP{lay.dp} x TP{lay.tp} = {lay.dp * lay.tp} must equal the instance's {dies} dies "
+                             f"({pool.chips} chips x {hw.dies_per_chip})")
+        if lay.ep != dies:
+            raise plan_error(loaded, w + ".layout.ep",
+                             f"EP{lay.ep} must equal the instance's {dies} dies ({pool.chips} chips x "
+                             f"{hw.dies_per_chip}); xds runs MoE over every die of an instance")
+    ex = pool.experts
+    slots = 0
+    if model.is_moe:
+        if ex.shared_dies >= lay.ep:
+            raise plan_error(loaded, w + ".experts.shared_dies",
+                             f"{ex.shared_dies} shared-expert dies leave no die for routed experts in EP{lay.ep}")
+        if ex.shared_dies and not model.shared_intermediate:
+            raise plan_error(loaded, w + ".experts.shared_dies",
+                             f"{model.name} has no shared expert; shared_dies must be 0")
+        routed = lay.ep - ex.shared_dies
+        slots = E + ex.redundant
+        if slots < routed:
+            raise plan_error(loaded, w + ".experts.redundant",
+                             f"{E} experts + {ex.redundant} redundant = {slots} slots leave some of the "
+                             f"{routed} routed EP ranks empty (need at least {routed - E} redundant)")
+        if slots % routed:
+            lo = (slots // routed) * routed - E
+            raise plan_error(loaded, w + ".experts.redundant",
+                             f"{E} experts + {ex.redundant} redundant = {slots} slots do not divide over "
+                             f"{routed} routed EP ranks (EP{lay.ep} - {ex.shared_dies} shared dies); "
+                             f"use redundant {max(lo, 0) if lo >= 0 and lo + E >= routed else ''}"
+                             f"{' or ' if lo >= 0 and lo + E >= routed else ''}{lo + routed}")
+    elif ex.redundant or ex.shared_dies:
+        raise plan_error(loaded, w + ".experts", f"{model.name} is a dense model; it has no experts to place")
+    mtp = pool.mtp.draft_tokens if (pool.mtp and pool.role == "decode") else 0
+    acc = pool.mtp.acceptance if pool.mtp else 0.7
+    quant = spec.quant or hw.default_quant
+    ma = pool.ma
+    return Layout(dies=dies, ep=lay.ep, dp=lay.dp, tp=lay.tp, shared_dies=ex.shared_dies,
+                  routed_slots=slots, mtp=mtp, mtp_acceptance=acc, microbatches=pool.microbatches,
+                  quant=quant, kv_dtype=spec.kv_dtype,
+                  attention_dies=ma.attention_dies if ma else 0, ma_domains=ma.domains if ma else 1)
+
+
+def _hbm_check(loaded: LoadedPlan, where: str, hw: HardwareSpec, die_type: str, hbm: dict[str, float],
+               what: str) -> None:
+    """Raise, located at ``where``, when the per-die HBM breakdown ``hbm`` (GB) exceeds capacity;
+    ``what`` names the load it was priced at."""
+    if hbm["total"] > hbm["capacity"] + 1e-9:
+        fill = ", ".join(f"{k} {v:.1f}" for k, v in hbm.items()
+                         if k not in ("total", "capacity", "free") and v > 0.05)
+        raise plan_error(loaded, where,
+                         f"does not fit HBM: each {hw.name} {die_type} die needs {hbm['total']:.1f} GB but has "
+                         f"{hbm['capacity']:.0f} GB at {what} ({fill})")
+
+
+def _moe_die_hbm(model: ModelSpec, hw: HardwareSpec, lay: Layout, fabric: Fabric, batch: float) -> dict:
+    """HBM of an MA MoE die: expert weights + dispatch/combine buffers + reserve (GB)."""
+    plain = CostModel(model, hw, replace(lay, attention_dies=0, ma_domains=1, dp=lay.ep, dies=lay.ep), fabric)
+    # every MoE die receives the tokens of all attention ranks of one domain
+    per_die_batch = batch * lay.dp / lay.ep
+    h = plain.hbm_gb(per_die_batch, 0)
+    out = {"weights_experts": h["weights_experts"], "comm_buffers": h["comm_buffers"],
+           "reserve": h["reserve"]}
+    out["total"] = sum(out.values())
+    out["capacity"] = h["capacity"]
+    out["free"] = out["capacity"] - out["total"]
+    return out
