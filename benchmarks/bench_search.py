@@ -11,7 +11,7 @@ import argparse
 import os
 import time
 
-from xds.search import run_search
+from xds.plan.search import run_search
 
 
 def main() -> None:

@@ -4,19 +4,20 @@ exit 2 with one located line."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-import sys
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eplb_reference as ref  # noqa: E402
 from conftest import FIXTURES, PLANS, assert_user_error, run_cli  # noqa: E402
-from xds.errors import XdsError
-from xds.plan import place, plan_command
-from xds.spec.plan import load_plan
+from xds.errors import XdsError  # noqa: E402
+from xds.experts import balancedness, synthetic_loads  # noqa: E402
+from xds.plan import place, plan_command  # noqa: E402
+from xds.spec.plan import load_plan  # noqa: E402
 
 SHIPPED = ["cloudmatrix-infer-pd", "xdeepserve-ep288", "xdeepserve-ma", "xdeepserve-production", "deepseek-h800"]
 BAD = FIXTURES / "plans"
@@ -125,8 +126,6 @@ def test_json_document_and_prediction(placed):
 
 
 def test_prediction_monotone_in_batch(tmp_path):
-    import yaml
-
     d = yaml.safe_load((PLANS / "xdeepserve-production.yaml").read_text())
     d["workload"]["trace"] = str(FIXTURES / "traces" / "azure_llm_2023_conv.csv")
     tpots = []
@@ -141,10 +140,6 @@ def test_prediction_monotone_in_batch(tmp_path):
 def test_balancedness_at_least_eplb_on_skewed_loads(tmp_path):
     """A plan with a measured skewed load matrix: the planner's expert map is at least as balanced
     as DeepSeek EPLB's on the same loads."""
-    import yaml
-
-    from xds.experts import balancedness, synthetic_loads
-
     w = synthetic_loads(4, 256, hot_ratio=40.0, seed=11)
     np.save(tmp_path / "skew.npy", w)
     d = yaml.safe_load((PLANS / "xdeepserve-production.yaml").read_text())

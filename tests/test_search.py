@@ -16,9 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import PLANS, assert_user_error, run_cli  # noqa: E402
 from xds.cost import CostModel, Layout  # noqa: E402
 from xds.estimate import fabric_for  # noqa: E402
-from xds.spec.model import load_model  # noqa: E402
-from xds.search import BATCH_GRID, _pareto, _price_decode_group, run_search  # noqa: E402
+from xds.plan.candidates import BATCH_GRID, price_decode_group  # noqa: E402
+from xds.plan.search import pareto, run_search  # noqa: E402
 from xds.spec.hardware import load_hardware  # noqa: E402
+from xds.spec.model import load_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def test_vectorized_group_matches_scalar_cost_model():
     m, hw = load_model("deepseek-r1"), load_hardware("ascend-910c")
     lay = Layout(dies=64, ep=64, dp=64, shared_dies=0, routed_slots=320, mtp=1, quant="w8a8")
     fab = fabric_for("cloudmatrix384", hw, 64)
-    r = _price_decode_group(m, hw, fab, lay, 32, 4096.0, 256.0, 6.0)
+    r = price_decode_group(m, hw, fab, lay, 32, 4096.0, 256.0, 6.0)
     for j in (0, len(r["batch"]) // 2, len(r["batch"]) - 1):
         b = r["batch"][j]
         cm = CostModel(m, hw, replace(lay, balancedness=float(r["bal"][j])), fab)
@@ -47,7 +48,7 @@ def test_vectorized_group_matches_scalar_cost_model():
 def test_pareto_front_is_non_dominated():
     rng = np.random.default_rng(0)
     thr, tpot = rng.random(500), rng.random(500)
-    f = _pareto(thr, tpot)
+    f = pareto(thr, tpot)
     for i in f:
         assert not np.any((thr > thr[i]) & (tpot <= tpot[i]))
     others = np.setdiff1d(np.arange(500), f)
