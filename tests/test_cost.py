@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from xds.calibrate import _errors, calibrate, read_points
+from xds.cost.calibrate import _errors, calibrate, read_points
 from xds.cost import CostModel, Layout
-from xds.estimate import estimate, roofline_decode
+from xds.cost.estimate import estimate, roofline_decode
 from xds.spec.model import load_model
 from xds.spec.hardware import load_hardware
 

@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import PLANS, assert_user_error, run_cli  # noqa: E402
 from xds.cost import CostModel, Layout  # noqa: E402
-from xds.estimate import fabric_for  # noqa: E402
+from xds.cost import fabric_for  # noqa: E402
 from xds.spec.model import load_model  # noqa: E402
 from xds.search import BATCH_GRID, _pareto, _price_decode_group, run_search  # noqa: E402
 from xds.spec.hardware import load_hardware  # noqa: E402

@@ -438,7 +438,7 @@ def place(loaded: LoadedPlan) -> PlacedPlan:
     """Place every instance of ``loaded`` on concrete dies, its expert slots on EP ranks, and check
     HBM per die. Raises :class:`XdsError` (file = the plan, where = the field) naming the violated
     constraint and its numbers."""
-    from .estimate import fabric_for
+    from .cost import fabric_for
     from .imbalance import batch_balancedness
     from .spec.model import load_model
     from .spec.hardware import load_hardware

@@ -185,7 +185,7 @@ def run_search(plan: str | None = None, *, model: str | None = None, hardware: s
     """Search layouts; returns the ``xds plan --search --json`` document (``candidates``, ``seconds``,
     ``candidates_per_s``, ``pareto``, ``best``, ``prefill``, ``plan_file``). Flags override a plan
     file's model / hardware / cluster / SLO / workload lengths."""
-    from .estimate import default_cluster, fabric_for
+    from .cost import default_cluster, fabric_for
     from .spec.model import load_model
     from .spec.hardware import load_hardware
     from .topology import build_topology

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         start: str = typer.Option("shipped", "--start", help="shipped (the spec's factors) or defaults."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
-        from ..calibrate import calibrate
+        from ..cost.calibrate import calibrate
 
         doc = calibrate(hardware, points, out=out, start=start)
         if json_out:

@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         redundant_experts: Optional[int] = typer.Option(None, "--redundant-experts", help="Redundant routed slots (default: fill to divide EP)."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
-        from ..estimate import EstimateArgs, estimate
+        from ..cost.estimate import EstimateArgs, estimate
 
         doc = estimate(EstimateArgs(
             model=model, hardware=hardware, cluster=cluster, phase=phase, chips=chips, ep=ep, dp=dp,
