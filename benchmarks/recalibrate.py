@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from xds.calibrate import calibrate
+from xds.cost.calibrate import calibrate
 
 ROOT = Path(__file__).resolve().parent.parent
 FITTED = ("compute", "memory", "attention_compute", "scale_up", "comm_latency_us", "comm_log_peers_us",

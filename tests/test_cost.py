@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from xds.calibrate import _errors, calibrate, read_points
+from xds.cost.calibrate import _errors, calibrate, read_points
 from xds.cost import CostModel, Layout
-from xds.estimate import estimate, roofline_decode
+from xds.cost.estimate import estimate, roofline_decode
 from xds.spec.model import load_model
 from xds.spec.hardware import load_hardware
 
@@ -226,3 +226,22 @@ def test_bad_hardware_yaml(tmp_path):
                       "did you mean 'hbm_gb_per_die'")
     p.write_text("name: x\nvendor: [\n")
     assert_user_error(run_cli("estimate", "--hardware", p, "--chips", "8", "--batch-per-die", "4"), "line")
+
+
+@pytest.mark.parametrize("model,tp,mtp", [("deepseek-r1", 1, 1), ("qwen3-235b-a22b", 2, 0),
+                                          ("llama-3.1-70b", 4, 2)])
+def test_one_attention_roofline_prices_the_stream_and_its_breakdown(model, tp, mtp):
+    mdl = load_model(model)
+    slots = 32 * int(np.ceil(mdl.n_routed_experts / 32)) if mdl.is_moe else 0
+    lay = Layout(dies=32, ep=32, dp=32 // tp, tp=tp, routed_slots=slots, mtp=mtp)
+    cm = CostModel(mdl, HW, lay)
+    rng = np.random.default_rng(1)
+    tok = rng.uniform(0, 40, size=(4, lay.dp))
+    ctx = tok * rng.uniform(100, 9000, size=(4, lay.dp))
+    roof = cm.attention_roofline(1 + mtp)
+    times, bound = roof.ops(tok, ctx)
+    assert list(times) == list(bound) and ("tp_allreduce" in times) == (tp > 1)
+    np.testing.assert_allclose(sum(times.values()), roof.total_us(tok, ctx), rtol=1e-12)
+    # the step's detail view prices the same stream: its total is the fast path's, bit for bit
+    b, c = tok[0].round() + 1, ctx[0] + 1
+    assert float(cm.decode_step_us(b, c, detail=True)[0]) == float(cm.decode_step_us(b, c))

@@ -121,7 +121,7 @@ def test_overload_queues_grow_and_slo_drops(placed):
 
 
 def test_closed_loop_matches_estimate(placed):
-    from xds.estimate import EstimateArgs, estimate
+    from xds.cost.estimate import EstimateArgs, estimate
 
     lay = placed.decode.instances[0].layout
     B, I, O = 16, 256, 512

@@ -14,8 +14,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import PLANS, assert_user_error, run_cli  # noqa: E402
-from xds.cost import CostModel, Layout  # noqa: E402
-from xds.estimate import fabric_for  # noqa: E402
+
+from xds.cost import (  # noqa: E402
+    CostModel,
+    Layout,
+    fabric_for,  # noqa: E402
+)
 from xds.plan.candidates import BATCH_GRID, price_decode_group  # noqa: E402
 from xds.plan.search import pareto, run_search  # noqa: E402
 from xds.spec.hardware import load_hardware  # noqa: E402

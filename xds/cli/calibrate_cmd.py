@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..calibrate import calibrate
+from ..cost.calibrate import calibrate
 from .output import console, emit_json
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..estimate import EstimateArgs, estimate
+from ..cost.estimate import EstimateArgs, estimate
 from .output import console, emit_json
 
 

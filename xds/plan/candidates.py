@@ -15,10 +15,10 @@ Units: ms for times, tokens/s per chip for throughput, GB for memory.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
-from collections.abc import Callable, Iterator
 
 import numpy as np
 

@@ -4,8 +4,8 @@ paths, and errors located in the plan file."""
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

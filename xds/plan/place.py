@@ -9,15 +9,21 @@ from typing import Any
 
 import numpy as np
 
-from ..cost import CostModel, Fabric, Layout
-from ..estimate import fabric_for
+from ..cost import CostModel, Fabric, Layout, fabric_for
 from ..experts import balance
 from ..imbalance import batch_balancedness
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model
 from ..spec.plan import LoadedPlan, PoolSpec
 from ..topology import build_topology
-from .inputs import chip_mismatch, expert_shares, located, plan_error, spec_ref, workload_lengths
+from .inputs import (
+    chip_mismatch,
+    expert_shares,
+    located,
+    plan_error,
+    spec_ref,
+    workload_lengths,
+)
 from .placed import PlacedInstance, PlacedPlan, PlacedPool
 
 PREFILL_TOKENS_PER_CHIP = 16384  # CMv2 §5.2: 16K tokens per NPU prefill batch

@@ -10,23 +10,27 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from collections.abc import Callable
 
 import numpy as np
 
-from ..cost import Fabric
+from ..cost import Fabric, default_cluster, fabric_for
 from ..errors import XdsError
-from ..estimate import default_cluster, fabric_for
 from ..imbalance import DEFAULT_HOT
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model
 from ..spec.plan import load_plan
 from ..topology import build_topology
 from ..workload import read_trace
-from .candidates import BATCH_GRID, decode_groups, prefill_candidates, price_decode_group
+from .candidates import (
+    BATCH_GRID,
+    decode_groups,
+    prefill_candidates,
+    price_decode_group,
+)
 from .inputs import DEFAULT_LENGTHS, chip_mismatch, workload_lengths
 from .write import write_plan
 

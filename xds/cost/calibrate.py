@@ -13,6 +13,7 @@ after and writes a hardware YAML that ``--hardware FILE.yaml`` accepts.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import math
 from dataclasses import dataclass, fields
@@ -22,13 +23,14 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from .cost import CostModel, Fabric, Layout, dispatch_bytes_per_copy, combine_bytes_per_copy
-from .errors import XdsError
+from ..errors import XdsError
+from ..spec.fileio import write_text_atomic
+from ..spec.hardware import Efficiency, HardwareSpec, load_hardware
+from ..spec.model import load_model
+from ..spec.yamlio import read_bytes
+from .costmodel import CostModel
 from .estimate import EstimateArgs, prepare, price
-from .spec.fileio import write_text_atomic
-from .spec.model import load_model
-from .spec.hardware import Efficiency, HardwareSpec, load_hardware
-from .spec.yamlio import read_bytes
+from .layout import Fabric, Layout, combine_bytes_per_copy, dispatch_bytes_per_copy
 
 METRICS = {
     "decode": ("tpot_ms", "output_throughput_per_chip", "step_time_ms", "moe_layer_us"),
@@ -98,7 +100,6 @@ def _parse_row(row: dict[str, str], line: int, file: str) -> dict[str, Any]:
             out[key] = v
         else:
             allowed = sorted(INT_COLS | FLOAT_COLS | STR_COLS)
-            import difflib
             hint = difflib.get_close_matches(key, allowed, n=1)
             raise XdsError(f"unknown column {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
                            + f" (allowed: {', '.join(allowed)})", file=file, where="line 1")

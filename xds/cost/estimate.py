@@ -14,15 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from .cost import CostModel, Fabric, Layout
-from .errors import XdsError
-from .spec.cluster import MAX_DIES
-from .workload import MAX_INPUT_LEN
+from ..errors import XdsError
+from ..imbalance import expected_balancedness
+from ..spec.cluster import MAX_DIES
+from ..spec.hardware import HardwareSpec, load_hardware
+from ..spec.model import ModelSpec, load_model
+from ..workload import MAX_INPUT_LEN
+from .costmodel import CostModel
+from .fabric import default_cluster, fabric_for
+from .layout import Fabric, Layout
+from .operators import prefill_flops_per_pair
 
 MAX_BATCH_PER_DIE = 1_000_000  # decode requests in flight per die; real ones are < 1,000
 MAX_TOKENS_PER_CHIP = 1e9      # prefill token batch per chip
-from .spec.model import ModelSpec, load_model
-from .spec.hardware import HardwareSpec, load_hardware
 
 
 @dataclass
@@ -53,36 +57,6 @@ class EstimateArgs:
     balancedness: float | None = None
 
 
-def default_cluster(hw: HardwareSpec) -> str:
-    """``cloudmatrix384`` for Ascend, ``h800-ib`` for NVIDIA (DESIGN.md §3.3)."""
-    return "cloudmatrix384" if hw.vendor == "huawei" else "h800-ib"
-
-
-def fabric_for(cluster: str, hw: HardwareSpec, dies: int) -> Fabric:
-    """Per-die all-to-all bandwidth for an EP group of ``dies`` dies on ``cluster``.
-
-    Uses the topology graph when it can (aggregate all-to-all bandwidth of the first ``dies`` dies);
-    CloudMatrix384's UB spans every node, so EP stays on the scale-up plane at any size, while on an
-    NVLink-island cluster an EP group wider than one node crosses the scale-out (IB) fabric.
-    """
-    try:
-        from .topology import build_topology
-
-        topo = build_topology(cluster)
-        n = min(dies, topo.n_dies)
-        ids = np.arange(n)
-        gb_s = float(topo.alltoall_gb_s(ids, plane="ub"))
-        spans_nodes = len(np.unique(topo.die_node[ids])) > 1
-        # UB spans the whole SuperPod; NVLink ends at the node, so wider EP crosses InfiniBand
-        plane = "scale_out" if spans_nodes and topo.summary()["builder"] != "cloudmatrix" else "scale_up"
-        return Fabric(gb_s=gb_s, plane=plane)
-    except ImportError:  # topology not available: fall back to the hardware's link figures
-        pass
-    if hw.vendor == "huawei" or dies <= 8:
-        return Fabric(hw.scale_up_gb_s_per_die, "scale_up")
-    return Fabric(hw.scale_out_gb_s_per_die, "scale_out")
-
-
 def eplb_balancedness(model: ModelSpec, routed_ranks: int, routed_slots: int, eplb: str,
                       sequences: float) -> float:
     """MoE imbalance (max/mean EP-rank load) for an ``--eplb`` mode and ``sequences`` sequences per
@@ -96,8 +70,6 @@ def eplb_balancedness(model: ModelSpec, routed_ranks: int, routed_slots: int, ep
         raise XdsError(f"unknown EPLB mode {eplb!r} (allowed: perfect, default, none)", file="--eplb")
     if not model.is_moe or eplb == "perfect":
         return 1.0
-    from .imbalance import expected_balancedness
-
     slots = routed_slots if eplb == "default" else routed_ranks * math.ceil(model.n_routed_experts / routed_ranks)
     return expected_balancedness(model.n_routed_experts, slots, routed_ranks, sequences)
 
@@ -318,9 +290,6 @@ def roofline_prefill(model: ModelSpec, hw: HardwareSpec, lay: Layout, n: float, 
                      seqs: float) -> float:
     """Lower bound (ms) on prefilling ``n`` tokens on one die at peak compute."""
     matmul = 2.0 * (model.active_params() - model.embedding_params() - model.lm_head_params()) * n
-    if model.attention == "mla":
-        per_pair = 2.0 * model.heads * (model.qk_nope_head_dim + model.qk_rope_head_dim + model.v_head_dim)
-    else:
-        per_pair = 4.0 * model.heads * model.head_dim
-    flops = matmul + per_pair * pairs * model.layers + 2.0 * model.lm_head_params() * seqs
+    flops = matmul + prefill_flops_per_pair(model) * pairs * model.layers \
+        + 2.0 * model.lm_head_params() * seqs
     return flops / hw.peak_flops(lay.quant) * 1e3
