@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+from typing import get_args
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from xds.chaos import FaultEvent, Scenario, ScenarioSpec, load_scenario
-from xds.chaos_report import run_chaos, run_random
-from xds.pipeline import build_workload
+from xds.chaos import KINDS, POLICIES, FaultEvent, Scenario, ScenarioSpec, load_scenario
 from xds.engine import simulate
+from xds.pipeline import build_workload, run_chaos, run_random
 from xds.plan import place
 from xds.report import build_report
-from xds.spec.plan import load_plan
+from xds.spec.plan import Policy, load_plan
+from xds.spec.scenario import FAULTS as FAULT_KINDS
 
 from .conftest import FIXTURES, PLANS, assert_user_error, run_cli
 
@@ -48,6 +50,11 @@ def test_every_fault_kind_has_a_fixture():
     kinds = {load_scenario(p).spec.events[0].fault for p in FAULTS.glob("*.yaml")}
     assert kinds == {"die_down", "chip_down", "node_down", "hbm_uce", "link_down", "link_degraded",
                      "switch_down", "straggler", "network_glitch"}
+
+
+def test_every_fault_kind_has_a_handler_and_every_policy_a_class():
+    assert tuple(KINDS) == FAULT_KINDS
+    assert POLICIES == get_args(Policy)     # the plan schema accepts exactly the registered policies
 
 
 def test_die_loss_fine_grained_fails_nothing_and_beats_restart():

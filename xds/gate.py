@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from .chaos import load_scenario
+from .spec.scenario import load_scenario
 from .errors import XdsError
 from .pipeline import chaos_plan, simulate_plan
 from .spec.fileio import check_output_path, write_text_atomic

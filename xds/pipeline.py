@@ -23,14 +23,24 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
+import numpy as np
 import yaml
 
-from .chaos import load_scenario
-from .chaos_report import run_chaos, run_random
+from .chaos import POLICIES, Scenario, compile_events, load_scenario, random_scenario, recovery_params
 from .engine import SimResult, simulate
 from .errors import XdsError
 from .plan import place
-from .report import build_report, requests_csv, write_plot, write_timeline_plot
+from .report import (
+    build_report,
+    chaos_report,
+    policies_report,
+    random_report,
+    requests_csv,
+    trial_outcome,
+    trials_stats,
+    write_plot,
+    write_timeline_plot,
+)
 from .spec.fileio import check_output_path, check_plot_path, write_text_atomic
 from .spec.plan import LoadedPlan, load_plan
 from .spec.yamlio import validate
@@ -231,3 +241,51 @@ def chaos_plan(plan: str | LoadedPlan, *, scenario: str | None = None, policy: s
     if plot:
         write_timeline_plot(doc, plot)
     return doc
+
+
+def run_chaos(placed, workload, scenario: Scenario, *, policy: str | None = None, seed: int = 0,
+              progress=None) -> dict[str, Any]:
+    """Replay ``scenario`` on ``placed`` with ``workload`` under one policy (or ``"all"``).
+
+    Returns the ``xds chaos --json`` document: the simulate fields plus ``requests_total``,
+    ``recomputed``, ``failed`` with reasons, ``recovery``, ``timeline``, ``slo`` and ``passed``; with
+    ``policy="all"``, ``{"policies": {name: that}}`` plus a side-by-side ``summary``.
+    """
+    if policy == "all":
+        docs = {p: run_chaos(placed, workload, scenario, policy=p, seed=seed, progress=progress)
+                for p in POLICIES}
+        return policies_report(placed, scenario, docs)
+    params = recovery_params(placed.spec.recovery, scenario.spec.recovery, policy)
+    events, records = compile_events(placed, scenario, params)
+    res = simulate(placed, workload, seed=seed, events=events, progress=progress)
+    return chaos_report(res, placed, workload, scenario, params, records)
+
+
+def run_random(placed, workload, *, rate_per_1000_chip_days: float, hours: float, trials: int,
+               policy: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """Monte Carlo over ``trials`` random fault timelines of ``hours`` at ``rate_per_1000_chip_days``:
+    distribution of SLO attainment and failed requests (one policy, or every policy with ``"all"``)."""
+    if trials < 1 or trials > 10_000:
+        raise XdsError(f"must be 1..10000 (got {trials})", file="--trials")
+    pols = POLICIES if policy == "all" else (policy or placed.spec.recovery.policy,)
+    rng = np.random.default_rng(seed)
+    scenarios = [random_scenario(placed, rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
+                                 rng=rng) for _ in range(trials)]
+    quiet: dict[str, Any] | None = None      # a trial with no fault: one fault-free run serves all
+    stats = {}
+    for pol in pols:
+        outcomes = []
+        for sc in scenarios:
+            if not sc.spec.events:
+                if quiet is None:
+                    quiet = build_report(simulate(placed, workload, seed=seed), placed, workload=workload,
+                                         timeline=False)
+                    quiet["recomputed"] = {"requests": quiet["recomputed_requests"]}
+                doc = quiet
+            else:
+                doc = run_chaos(placed, workload, sc, policy=pol, seed=seed)
+            outcomes.append(trial_outcome(doc))
+        stats[pol] = trials_stats(outcomes, placed.spec.slo.attainment)
+    return random_report(placed, rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
+                         trials=trials, seed=seed, faults_per_trial=[len(s.spec.events) for s in scenarios],
+                         stats=stats)

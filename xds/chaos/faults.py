@@ -1,0 +1,295 @@
+"""Fault kinds: one handler per kind, in :data:`KINDS`, that maps a fault on a topology element to
+engine perturbations through the placement and the recovery policy, and fills in the fault's
+recovery record (``instances``, ``action``, ``detected_at_s`` / ``recovered_at_s`` in s, and
+kind-specific fields: ``rank_back_at_s``; ``uplink_gb_s_per_die`` / ``bandwidth_gb_s`` as [old, new]
+GB/s; ``kv_transfer_factor``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from ..cost import CostModel, Fabric
+from ..engine import KvBandwidth, Pause, RanksDown, SetCost, Slowdown
+from ..errors import XdsError
+from ..plan import expert_shares
+from ..spec.scenario import FaultEvent
+from .instances import Owner, instance, moe_dies, pool_of, restart_s
+from .policies import RecoveryPolicy
+from .replicas import expert_state
+
+
+@dataclass
+class FaultContext:
+    """What every handler needs: the placed plan, its die owners, the merged recovery ``params``
+    and their policy, and the scenario file (for errors)."""
+
+    placed: Any
+    owners: dict[int, Owner]
+    params: dict[str, Any]
+    policy: RecoveryPolicy
+    file: str
+
+    @property
+    def topo(self):
+        return self.placed.topology
+
+    @cached_property
+    def shares(self) -> np.ndarray | None:
+        """Long-run expert shares [layers, experts] the plan balanced (None for a dense model)."""
+        return expert_shares(self.placed.loaded, self.placed.model)[0] if self.placed.model.is_moe else None
+
+
+Handler = Callable[[FaultContext, FaultEvent, str, dict], list]
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """A fault kind: the element kinds it may target, its handler ``(ctx, event, canonical target,
+    record) -> engine events``, and whether without ``duration_s`` it takes the element down for
+    the rest of the run (a later fault on it is then impossible)."""
+
+    targets: tuple[str, ...]
+    handle: Handler
+    permanent: bool
+
+
+def _until(ev: FaultEvent) -> float | None:
+    """When a transient fault ends (s), None when it lasts."""
+    return ev.at_s + ev.duration_s if ev.duration_s else None
+
+
+# ------------------------------------------------------------------------------ dies lost
+
+
+def _dies_down(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
+    """die_down / chip_down / node_down: the element's dies are gone for good."""
+    return _die_loss(ctx, ctx.topo.dies_in(name), ev.at_s, None, rec)
+
+
+def _hbm_uce(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
+    """An uncorrectable HBM error: the die drops out until it is remapped (``duration_s``, else the
+    policy's ``uce_remap_s``)."""
+    back = ev.at_s + (ev.duration_s or ctx.params["uce_remap_s"])
+    return _die_loss(ctx, ctx.topo.dies_in(name), ev.at_s, back, rec)
+
+
+def _die_loss(ctx: FaultContext, dies, t: float, back: float | None, rec: dict) -> list:
+    """Every instance using one of ``dies`` restarts or sheds the lost ranks (per the policy); the
+    ranks come back at ``back`` (None: never)."""
+    by_inst: dict[tuple[str, int], list[Owner]] = {}
+    for d in np.asarray(dies).tolist():
+        o = ctx.owners.get(int(d))
+        if o is not None:
+            by_inst.setdefault((o.role, o.instance), []).append(o)
+    if not by_inst:
+        rec["action"] = "no instance uses these dies"
+        rec["detected_at_s"] = t
+        rec["recovered_at_s"] = t
+        return []
+    events: list = []
+    actions: list[str] = []
+    for (role, idx), owners in sorted(by_inst.items()):
+        rec["instances"].append(f"{role}:{idx}")
+        if ctx.policy.restarts(role):
+            end = rec["detected_at_s"] + restart_s(instance(ctx.placed, role, idx), ctx.params)
+            events.append(Pause(t, role, idx, end, "requeue"))
+            rec["recovered_at_s"] = max(rec["recovered_at_s"], end)
+            actions.append(f"{role}:{idx} restarted ({end - t:.0f} s), in-flight re-prefilled")
+            continue
+        events += _shed(ctx, role, idx, owners, t, back, rec, actions)
+    rec["action"] = "; ".join(actions)
+    return events
+
+
+def _shed(ctx: FaultContext, role: str, idx: int, owners: list[Owner], t: float, back: float | None,
+          rec: dict, actions: list[str]) -> list:
+    """The instance drops its lost DP ranks (their requests are recomputed) and stalls while it
+    re-initialises and reloads experts that lost every replica; survivors then carry the lost
+    expert slots at a worse balancedness."""
+    inst = instance(ctx.placed, role, idx)
+    ranks = tuple(sorted({o.rank for o in owners if o.rank is not None}))
+    lost_ep = {o.ep_rank for o in owners if o.ep_rank is not None}
+    missing, bal_ratio = expert_state(pool_of(ctx.placed, role), lost_ep, ctx.shares)
+    stall = ctx.policy.shed_stall_s(ctx.params)
+    if missing:
+        # no live replica: its weights are reloaded onto a survivor before the MoE layer can run
+        reload = _expert_reload_s(ctx, inst, missing, len(lost_ep))
+        stall += float(reload)
+        actions.append(f"{missing} expert(s) lost every replica: reloaded ({reload:.1f} s)")
+    end = t + stall
+    events: list = []
+    if ranks:
+        events.append(RanksDown(t, role, idx, ranks, back, "requeue"))
+    events.append(Pause(t, role, idx, end, "keep"))
+    if bal_ratio > 1.0 + 1e-9 and back is None:
+        lay = replace(inst.layout, balancedness=inst.layout.balancedness * bal_ratio)
+        events.append(SetCost(end, role, idx, CostModel(ctx.placed.model, ctx.placed.hw, lay, inst.cost.fabric)))
+        actions.append(f"survivors carry the lost slots (balancedness x{bal_ratio:.3f})")
+    rec["recovered_at_s"] = max(rec["recovered_at_s"], end)
+    shrink = "shrinks" if back is None else "drops"
+    actions.append(f"{role}:{idx} {shrink} {len(ranks)} DP rank(s), their requests recomputed; "
+                   f"stalled {stall:.1f} s")
+    if back is not None:
+        rec["rank_back_at_s"] = back
+    return events
+
+
+def _expert_reload_s(ctx: FaultContext, inst, missing: int, lost: int) -> float:
+    """Time to reload ``missing`` experts (s): the override ``expert_reload_s``, else the survivors
+    load them in parallel, one expert (all its layers) per die at a time, at ``reload_gb_s``."""
+    reload = ctx.params.get("expert_reload_s")
+    if reload is not None:
+        return reload
+    model = ctx.placed.model
+    per_die = math.ceil(missing / max(inst.layout.ep - lost, 1))
+    gb = per_die * model.expert_params() * (model.moe_layers + model.mtp_layers) * inst.cost.wb / 1e9
+    return gb / ctx.params["reload_gb_s"]
+
+
+# ------------------------------------------------------------------------------ slow die
+
+
+def _straggler(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
+    """A die running ``factor`` times slower: its lockstep instance runs that much slower."""
+    t, until = ev.at_s, _until(ev)
+    events = []
+    for (role, idx) in sorted({(ctx.owners[int(d)].role, ctx.owners[int(d)].instance)
+                               for d in ctx.topo.dies_in(name) if int(d) in ctx.owners}):
+        events.append(Slowdown(t, role, idx, float(ev.factor), until))
+        rec["instances"].append(f"{role}:{idx}")
+    rec["action"] = f"lockstep: the instance runs {ev.factor:g}x slower"
+    rec["detected_at_s"] = t
+    rec["recovered_at_s"] = until
+    return events
+
+
+# ------------------------------------------------------------------------------ fabric
+
+
+def _element_down(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
+    """link_down / switch_down: traffic re-routes around the element."""
+    return _reroute(ctx, ev, name, rec, ctx.topo.degrade([name], None))
+
+
+def _link_degraded(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
+    """A link left with ``factor`` of its bandwidth."""
+    return _reroute(ctx, ev, name, rec, ctx.topo.degrade([], {name: float(ev.factor)}))
+
+
+def _reroute(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict, deg) -> list:
+    """Re-price every instance's all-to-all and every P→D KV transfer on the ``deg``raded fabric."""
+    t, until = ev.at_s, _until(ev)
+    healthy = ctx.topo.degrade([])
+    events = _alltoall_events(ctx, ev, name, rec, deg, healthy, t, until)
+    events += _kv_events(ctx, rec, deg, healthy, t, until)
+    rec["action"] = ("traffic re-routed over the remaining paths; all-to-all bandwidth lower"
+                     if "bandwidth_gb_s" in rec else
+                     "traffic re-routed; uplink capacity lower but the all-to-all still fits")
+    rec["detected_at_s"] = t
+    rec["recovered_at_s"] = until
+    return events
+
+
+def _alltoall_events(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict, deg, healthy,
+                     t: float, until: float | None) -> list:
+    """Record each instance's lost uplink (GB/s per die) and re-cost the instances whose all-to-all
+    bandwidth (GB/s) drops."""
+    events = []
+    for pool in ctx.placed.pools():
+        for inst in pool.instances:
+            key = f"{pool.role}:{inst.index}"
+            # what the graph says each die can still push off its node (always recorded) ...
+            up_old = float(np.min(healthy.ub_gb_s_per_die[inst.dies]))
+            up_new = float(np.min(deg.ub_gb_s_per_die[inst.dies]))
+            if up_new < up_old * (1 - 1e-9):
+                rec.setdefault("uplink_gb_s_per_die", {})[key] = [round(up_old, 3), round(up_new, 3)]
+                if key not in rec["instances"]:
+                    rec["instances"].append(key)
+            # ... and what the instance's all-to-all gets, which prices dispatch/combine
+            new_bw = float(ctx.topo.alltoall_gb_s(moe_dies(inst)[:inst.layout.ep], degradation=deg))
+            old_bw = inst.cost.fabric.gb_s
+            if new_bw < old_bw * (1 - 1e-9):
+                if new_bw <= 0:
+                    raise XdsError(f"{ev.fault} on {name} disconnects {pool.role} instance "
+                                   f"{inst.index}; model that as node_down", file=ctx.file,
+                                   where=f"events[{rec['event']}]")
+                cm = CostModel(ctx.placed.model, ctx.placed.hw, inst.layout,
+                               Fabric(new_bw, inst.cost.fabric.plane))
+                events.append(SetCost(t, pool.role, inst.index, cm, until))
+                if key not in rec["instances"]:
+                    rec["instances"].append(key)
+                rec.setdefault("bandwidth_gb_s", {})[key] = [round(old_bw, 3), round(new_bw, 3)]
+    return events
+
+
+def _kv_events(ctx: FaultContext, rec: dict, deg, healthy, t: float, until: float | None) -> list:
+    """P->D KV transfers ride the RDMA plane (or UB, per the plan): the slowest end of the transfer,
+    prefill or decode die, sets the new rate into each decode instance."""
+    placed = ctx.placed
+    kv_ub = placed.spec.kv_transfer.plane == "ub"
+    new_kv = deg.ub_gb_s_per_die if kv_ub else deg.rdma_gb_s_per_die
+    old_kv = healthy.ub_gb_s_per_die if kv_ub else healthy.rdma_gb_s_per_die
+    senders = [inst.dies for inst in placed.prefill.instances] if placed.prefill else []
+    events = []
+    for inst in placed.decode.instances:
+        ends = np.concatenate(senders + [inst.dies])
+        ratio = float(np.min(new_kv[ends] / np.maximum(old_kv[ends], 1e-12)))
+        if ratio < 1 - 1e-9 and ratio > 0:
+            events.append(KvBandwidth(t, inst.index, ratio, until))
+            rec.setdefault("kv_transfer_factor", {})[f"decode:{inst.index}"] = round(ratio, 4)
+    return events
+
+
+# ------------------------------------------------------------------------------ network glitch
+
+
+def _glitch(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
+    """A collective hangs on the instances whose traffic crosses the element; the policy decides."""
+    affected = glitch_instances(ctx.placed, ctx.topo, name)
+    rec["instances"].extend(f"{role}:{idx}" for role, idx in affected)
+    return ctx.policy.glitch(ctx.placed, affected, ev.at_s, rec["detected_at_s"], ctx.params, rec)
+
+
+def glitch_instances(placed, topo, name: str) -> list[tuple[str, int]]:
+    """Instances whose traffic crosses the glitching element: every multi-node instance for a
+    switch/link of the scale-up fabric, the node's instances for a node or its L1 / NVSwitch, every
+    instance for the RDMA/VPC fabrics."""
+    kind = name.split(":", 1)[0]
+    out = []
+    node_dies = set(topo.dies_in(name).tolist()) if kind == "node" else None
+    for pool in placed.pools():
+        for inst in pool.instances:
+            if node_dies is not None:
+                hit = bool(node_dies & set(int(d) for d in inst.dies))
+            elif kind in ("rdma", "vpc"):
+                hit = True
+            elif kind in ("l1", "nvsw"):
+                node = int(name.split(":")[1].split("/")[0])
+                hit = bool(np.any(topo.die_node[inst.dies] == node))
+            else:
+                hit = len(np.unique(topo.die_node[inst.dies])) > 1
+            if hit:
+                out.append((pool.role, inst.index))
+    return out
+
+
+SWITCHES = ("l1", "l2", "nvsw", "leaf", "spine")
+DIES = ("die", "chip", "node")
+
+KINDS: dict[str, FaultKind] = {
+    "die_down": FaultKind(("die",), _dies_down, permanent=True),
+    "chip_down": FaultKind(("chip",), _dies_down, permanent=True),
+    "node_down": FaultKind(("node",), _dies_down, permanent=True),
+    "hbm_uce": FaultKind(("die",), _hbm_uce, permanent=False),
+    "link_down": FaultKind(("link",), _element_down, permanent=True),
+    "link_degraded": FaultKind(("link",), _link_degraded, permanent=False),
+    "switch_down": FaultKind(SWITCHES, _element_down, permanent=True),
+    "straggler": FaultKind(DIES, _straggler, permanent=False),
+    "network_glitch": FaultKind(SWITCHES + ("link", "node", "rdma", "vpc"), _glitch, permanent=False),
+}
