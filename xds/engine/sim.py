@@ -34,8 +34,8 @@ def simulate(placed, workload: Workload, *, seed: int = 0, concurrency: int | No
 
 
 class _Sim:
-    """One run: the requests, the prefill (``P``) and decode (``D``) instances, the scheduled
-    events and the window series."""
+    """One run; the ``sim`` the other modules are handed: ``req``, prefill ``P`` and decode ``D``
+    instances, ``long_thr``, ``kv_bps``/``kv_bpt`` (P→D B/s, B/token), ``max_dt`` (s), ``series``."""
 
     def __init__(self, placed, w: Workload, seed, concurrency, events, progress, max_retries):
         self.seed, self.progress = seed, progress
