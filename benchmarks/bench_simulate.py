@@ -15,6 +15,12 @@ import resource
 import time
 from pathlib import Path
 
+from xds.engine import simulate
+from xds.plan import place
+from xds.report import build_report
+from xds.spec.plan import load_plan
+from xds.workload import loop_to_duration, rate_scale, read_trace
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -24,12 +30,6 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=420.0, help="target offered rate (req/s)")
     ap.add_argument("--trace", default=str(ROOT / "fixtures/traces/azure_llm_2023_conv.csv"))
     a = ap.parse_args()
-
-    from xds.engine import simulate
-    from xds.plan import place
-    from xds.report import build_report
-    from xds.spec.plan import load_plan
-    from xds.workload import loop_to_duration, rate_scale, read_trace
 
     t0 = time.perf_counter()
     placed = place(load_plan(ROOT / "plans/cloudmatrix-infer-pd.yaml"))

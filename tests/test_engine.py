@@ -4,22 +4,25 @@ sanity, determinism, every perturbation event, CLI errors and exit codes."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from xds.cli.output import to_json
 from xds.cost import CostModel
-from xds.engine import (COMPLETED, FAILED, Pause, RanksDown, Rollback, SetCost, Slowdown,
-                        simulate)
+from xds.engine import (COMPLETED, FAILED, KvBandwidth, Pause, RanksDown, Rollback, SetCost,
+                        Slowdown, simulate)
+from xds.errors import XdsError
+from xds.cost.estimate import EstimateArgs, estimate
 from xds.plan import place
 from xds.report import build_report, group_percentile, requests_csv
 from xds.spec.plan import load_plan
 from xds.workload import Workload, synthetic
 
-from .conftest import run_cli
+from .conftest import FIXTURES, run_cli
 
 PLAN = """\
 name: small
@@ -121,8 +124,6 @@ def test_overload_queues_grow_and_slo_drops(placed):
 
 
 def test_closed_loop_matches_estimate(placed):
-    from xds.cost.estimate import EstimateArgs, estimate
-
     lay = placed.decode.instances[0].layout
     B, I, O = 16, 256, 512
     n = B * lay.dp
@@ -141,8 +142,6 @@ def test_closed_loop_matches_estimate(placed):
 
 
 def test_deterministic_bytes(placed):
-    from xds.cli.output import to_json
-
     w = wl(80, rate=20)
     a = to_json(build_report(simulate(placed, w, seed=3), placed))
     b = to_json(build_report(simulate(placed, w, seed=3), placed))
@@ -195,6 +194,43 @@ def test_slowdown_rollback_setcost(placed):
                      inst.cost.fabric)
     _, doc = _run(placed, [SetCost(0.0, "decode", 0, slow, until_s=1e9)])
     assert doc["median_tpot_ms"] > bdoc["median_tpot_ms"]
+
+
+@dataclass(frozen=True)
+class _NotAnEvent:
+    at_s: float = 0.0
+
+
+@pytest.mark.parametrize("ev,needle", [
+    (Pause(-1.0, "decode", 0, 1.0), "at_s must be >= 0"),
+    (Rollback(float("nan"), "decode"), "at_s must be >= 0"),
+    (Slowdown(5.0, "decode", 0, 2.0, until_s=1.0), "before at_s"),
+    (_NotAnEvent(), "unknown event type _NotAnEvent"),
+    (RanksDown(0.0, "decode", 0, on_loss="drop"), "on_loss must be requeue or fail"),
+    (RanksDown(0.0, "prefill", 0, ranks=(0,)), "ranks apply to decode instances only"),
+    (RanksDown(0.0, "decode", 0, ranks=(8,)), "decode rank out of range 0..7"),
+    (Pause(0.0, "decode", 0, 1.0, on_inflight="drop"), "on_inflight must be keep, requeue or fail"),
+    (Slowdown(0.0, "prefill", 0, 0.0), "slowdown factor must be > 0"),
+    (KvBandwidth(0.0, 0, float("inf")), "KV bandwidth factor must be > 0"),
+    (Rollback(0.0, "router"), "unknown role 'router'"),
+    (SetCost(0.0, "prefill", 2, None), "prefill instance 2 does not exist .the plan has 2."),
+])
+def test_bad_events_are_refused_before_the_run(placed, ev, needle):
+    with pytest.raises(XdsError, match=needle):
+        simulate(placed, wl(10), events=[Slowdown(0.0, "decode", 0, 2.0), ev])
+
+
+def test_events_on_every_instance_and_windows_that_end(placed):
+    w = wl(120, rate=20, out=200)
+    base = simulate(placed, w)
+    # a rollback of every prefill instance and a KV slowdown that ends cost time, lose nothing
+    res = simulate(placed, w, events=[Rollback(1.0, "prefill"), KvBandwidth(0.5, 0, 0.01, 3.0)])
+    check_conservation(res, w)
+    assert (res.status == COMPLETED).all()
+    assert res.first_token_s.mean() > base.first_token_s.mean()
+    # a pause without an end is refused like any other malformed event (no silent never-resume)
+    with pytest.raises(TypeError):
+        simulate(placed, w, events=[Pause(1.0, "decode", 0, None)])
 
 
 def test_retries_exhausted_and_unfinished(placed):
@@ -270,7 +306,6 @@ def test_cli_synthetic_flags_and_trace(plan_path):
                 "--requests", "40", "--arrival", "gamma", "--cv", "2")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["total_input_tokens"] == 300 * 40
-    from .conftest import FIXTURES
     r = run_cli("simulate", plan_path, "--json", "--trace", FIXTURES / "traces" / "azure_llm_2023_conv.csv",
                 "--requests", "60")
     assert r.exit_code in (0, 1), r.stderr

@@ -1,8 +1,10 @@
 """Engine edge cases from review: long outputs drain, closed-loop slots survive up-front failures,
-failed-on-arrival requests do not finish before they arrive, MLA KV capacity under TP."""
+failed-on-arrival requests do not finish before they arrive, MLA KV capacity under TP; the
+package's modules import one way."""
 
 from __future__ import annotations
 
+import ast
 import json
 
 import numpy as np
@@ -12,7 +14,7 @@ from xds.plan import place
 from xds.spec.plan import load_plan
 from xds.workload import Workload
 
-from .conftest import PLANS, run_cli
+from .conftest import PLANS, ROOT, run_cli
 
 PLAN = PLANS / "cloudmatrix-infer-pd.yaml"
 
@@ -54,3 +56,20 @@ def test_mla_kv_capacity_is_not_multiplied_by_tp():
     hbm = pre.hbm
     per_die_tokens = (hbm["capacity"] - (hbm["total"] - hbm["kv_cache"])) * 1e9 / placed.kv_bytes_per_token
     assert pre.kv_tokens_per_rank <= per_die_tokens * 1.001
+
+
+# xds/engine/ bottom-up: a module may import only the ones before it (the package re-exports)
+ENGINE_LAYERS = ("result", "requests", "actor", "decode", "prefill", "events", "sim")
+
+
+def test_engine_modules_import_one_way_at_module_top():
+    pkg = ROOT / "xds" / "engine"
+    assert sorted(p.stem for p in pkg.glob("*.py")) == sorted(ENGINE_LAYERS + ("__init__",))
+    for i, name in enumerate(ENGINE_LAYERS):
+        tree = ast.parse((pkg / f"{name}.py").read_text())
+        top = set(tree.body)
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                assert node in top, f"{name}.py: import inside a function (line {node.lineno})"
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert node.module in ENGINE_LAYERS[:i], f"{name}.py imports .{node.module}"
