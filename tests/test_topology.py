@@ -113,7 +113,7 @@ def test_path_matches_networkx_maxflow(cm, src, dst):
 
 
 def test_node_pair_maxflow(cm):
-    a, b = list(range(0, 16)), list(range(80, 96))
+    a, b = list(range(16)), list(range(80, 96))
     assert _maxflow(cm.graph, a, b) == pytest.approx(3136)
     assert _maxflow(cm.graph, [0], [100], planes=("rdma",)) == pytest.approx(25)
 
@@ -162,7 +162,7 @@ def test_node_down_kills_its_dies(cm):
     deg = cm.degrade(["node:5"])
     assert deg.lost_dies.sum() == 16 and deg.lost_dies[80:96].all()
     assert (deg.ub_gb_s_per_die[80:96] == 0).all() and (deg.rdma_gb_s_per_die[80:96] == 0).all()
-    assert deg.ub_gb_s_per_die[deg.lost_dies == False].min() == 196  # noqa: E712
+    assert deg.ub_gb_s_per_die[~deg.lost_dies].min() == 196
     assert deg.alltoall_gb_s(np.arange(80, 112)) == 0.0
     assert deg.alltoall_gb_s(np.arange(96, 128)) == 196
     assert cm.degrade(["chip:3"]).lost_dies.sum() == 2
@@ -300,14 +300,10 @@ def test_cli_errors_one_line(args, needles):
 
 
 def test_topo_fail_reports_what_is_lost():
-    import json as _json
-
-    from .conftest import assert_user_error, run_cli
-
     res = run_cli("topo", "--fail", "l1:4/0", "--json")
     assert res.exit_code == 0, res.stderr
-    after = _json.loads(res.stdout)["after_failure"]
+    after = json.loads(res.stdout)["after_failure"]
     assert after["lost_dies"] == 0 and after["min_ub_gb_s_per_die"] == pytest.approx(168.0)
     res = run_cli("topo", "--fail", "node:3", "--fail", "die:100", "--json")
-    assert _json.loads(res.stdout)["after_failure"]["lost_dies"] == 17
+    assert json.loads(res.stdout)["after_failure"]["lost_dies"] == 17
     assert_user_error(run_cli("topo", "--fail", "die:9999"), "--fail", "out of range")
