@@ -15,9 +15,8 @@ from typing import Any
 
 from ..errors import XdsError
 
-# The kinds every family has, and the family-specific kinds the grammar knows. A name of a known
-# kind that the cluster's family lacks is "not an element of this cluster", anything else "unknown".
-COMMON_KINDS = ("die", "chip", "node", "rack", "cpu")
+# Every kind any family has (die..cpu and vpc are common). A name of a known kind that the
+# cluster's family lacks is "not an element of this cluster", anything else "unknown element".
 _SIMPLE = re.compile(r"^(die|chip|node|rack|cpu|spine):(\d+)$")
 _PAIR = re.compile(r"^(l1|l2|nvsw|leaf):(\d+)/(\d+)$")
 _FABRIC = re.compile(r"^(rdma|vpc):fabric$")
