@@ -4,14 +4,16 @@ closed-form path bandwidth checked against networkx max-flow, degradation physic
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import networkx as nx
 import numpy as np
 import pytest
 
 from xds.errors import XdsError
-from xds.spec.cluster import load_cluster
+from xds.spec.cluster import BUILDER_RULES, Builder, load_cluster
 from xds.topology import build_topology
+from xds.topology.builders import FAMILIES, CloudMatrix, Family, RailFatTree
 
 from .conftest import ROOT, assert_user_error, run_cli
 
@@ -239,6 +241,40 @@ def test_cluster_spec_validation(tmp_path):
     custom = tmp_path / "small.yaml"
     custom.write_text(src.replace("nodes: 48 ", "nodes: 2 "))
     assert build_topology(str(custom)).n_dies == 32
+
+
+# ------------------------------------------------------------------ families
+def test_every_builder_has_one_family_and_spec_rules():
+    assert set(FAMILIES) == set(get_args(Builder)) == set(BUILDER_RULES)
+    assert all(issubclass(cls, Family) and FAMILIES[cls.name] is cls for cls in FAMILIES.values())
+
+
+def test_family_objects(cm, h800):
+    assert isinstance(cm.family, CloudMatrix) and isinstance(h800.family, RailFatTree)
+    assert cm.family.ub_spans_nodes and not h800.family.ub_spans_nodes
+    assert (cm.family.n_l2, h800.family.n_leaves, h800.family.n_spines) == (16, 8, 3)
+    assert h800.family.die_leaf[:9].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 0]
+    rng = np.random.default_rng(0)
+    for t in (cm, h800):
+        for _ in range(20):
+            switch = t.family.random_switch(rng)
+            assert t.parse_target(switch) == switch and t.failure_domain(switch)["kind"] in ("l2", "spine")
+            link = t.family.random_link(3, rng)
+            assert t.parse_target(link) == link and t.failure_domain(link)["element"] == link
+    assert cm.family.random_link(3, rng).startswith("link:node:3-l2:")
+    assert h800.family.random_link(3, rng) == "node:3"  # a NIC / cable loss takes the node off IB
+
+
+def test_rail_names_and_links(h800):
+    assert h800.parse_target("link:spine:0-leaf:3/0") == "link:leaf:3/0-spine:0"
+    assert h800.failure_domain("leaf:3/0") == {"element": "leaf:3/0", "kind": "leaf", "rail": 3}
+    assert h800.failure_domain("nvsw:2/1")["switch"] == 1
+    for bad, needle in [("rdma:fabric", "leaf/spine InfiniBand"), ("l2:0/0", "not an element"),
+                        ("spine:3", "0..2"), ("link:die:3-leaf:2/0", "no link"), ("nvsw:0/4", "0..3")]:
+        with pytest.raises(XdsError, match=needle):
+            h800.parse_target(bad)
+    with pytest.raises(XdsError, match="allowed: ub, nvlink, rdma, ib, vpc"):
+        h800.path("die:0", "die:1", plane="d2d")
 
 
 # ------------------------------------------------------------------ export + CLI

@@ -36,6 +36,8 @@ class Family(ABC):
     link_tiers: ClassVar[dict[str, int]]
     #: why an element kind other families have is absent here (appended to the error)
     absent_hints: ClassVar[dict[str, str]] = {}
+    #: the scale-up plane reaches every node (UB Clos), not only the dies of one node (NVLink)
+    ub_spans_nodes: ClassVar[bool]
 
     def __init__(self, topo: Any):
         self.topo = topo
@@ -112,6 +114,14 @@ class Family(ABC):
     def rack_switches(self, rack: int) -> list[str]:
         """Graph vertices of the switches in a communication rack."""
         return []
+
+    @abstractmethod
+    def random_switch(self, rng: np.random.Generator) -> str:
+        """Name of the fabric switch a random switch fault hits (draws from ``rng``)."""
+
+    @abstractmethod
+    def random_link(self, node: int, rng: np.random.Generator) -> str:
+        """Name of the element a random link fault at ``node`` takes down (draws from ``rng``)."""
 
     # ---- views ------------------------------------------------------------------------------------
     @abstractmethod

@@ -25,6 +25,7 @@ class CloudMatrix(Family):
     switch_index = "sub_plane"
     planes: ClassVar[dict[str, str]] = {"ub": "ub", "rdma": "rdma", "vpc": "vpc", "d2d": "d2d"}
     link_tiers: ClassVar[dict[str, int]] = {"l1": 1, "l2": 2, "rdma:fabric": 2}
+    ub_spans_nodes = True
 
     def __init__(self, topo: Any):
         super().__init__(topo)
@@ -147,6 +148,14 @@ class CloudMatrix(Family):
 
     def rack_switches(self, rack: int) -> list[str]:
         return [f"l2:{k}/{s}" for k, s in self._rack_l2(rack)]
+
+    def random_switch(self, rng: np.random.Generator) -> str:
+        return f"l2:{int(rng.integers(self.topo.n_l1))}/{int(rng.integers(self.n_l2))}"
+
+    def random_link(self, node: int, rng: np.random.Generator) -> str:
+        k = int(rng.integers(self.topo.n_l1))
+        s = int(rng.integers(self.n_l2))
+        return f"link:node:{node}-l2:{k}/{s}"
 
     # ---- views ------------------------------------------------------------------------------------
     def summary_switches(self) -> dict:

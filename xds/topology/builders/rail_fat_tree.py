@@ -30,6 +30,7 @@ class RailFatTree(Family):
     planes: ClassVar[dict[str, str]] = {"ub": "ub", "nvlink": "ub", "rdma": "rdma", "ib": "rdma", "vpc": "vpc"}
     link_tiers: ClassVar[dict[str, int]] = {"nvsw": 1, "leaf": 1, "spine": 2}
     absent_hints: ClassVar[dict[str, str]] = {"rdma:fabric": " (its scale-out plane is leaf/spine InfiniBand)"}
+    ub_spans_nodes = False
 
     def __init__(self, topo: Any):
         super().__init__(topo)
@@ -156,6 +157,12 @@ class RailFatTree(Family):
             caps.so_link[a[1]] *= f
         elif a[0] == "leaf" and b[0] == "spine":
             caps.so_up[a[1] * self.leaves_per_rail + a[2], b[1]] *= f
+
+    def random_switch(self, rng: np.random.Generator) -> str:
+        return f"spine:{int(rng.integers(self.n_spines))}"
+
+    def random_link(self, node: int, rng: np.random.Generator) -> str:
+        return f"node:{node}"  # a host NIC / cable loss takes the node off the fabric
 
     # ---- views ------------------------------------------------------------------------------------
     def summary_switches(self) -> dict:
