@@ -12,15 +12,15 @@ import time
 
 import numpy as np
 
+from xds.spec.cluster import load_cluster
+from xds.topology import Topology, build_topology
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-
-    from xds.topology import Topology, build_topology
-    from xds.spec.cluster import load_cluster
 
     spec = load_cluster("cloudmatrix384")
     t0 = time.perf_counter()

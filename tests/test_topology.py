@@ -4,14 +4,16 @@ closed-form path bandwidth checked against networkx max-flow, degradation physic
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import networkx as nx
 import numpy as np
 import pytest
 
 from xds.errors import XdsError
-from xds.spec.cluster import load_cluster
+from xds.spec.cluster import BUILDER_RULES, Builder, load_cluster
 from xds.topology import build_topology
+from xds.topology.builders import FAMILIES, CloudMatrix, Family, RailFatTree
 
 from .conftest import ROOT, assert_user_error, run_cli
 
@@ -113,7 +115,7 @@ def test_path_matches_networkx_maxflow(cm, src, dst):
 
 
 def test_node_pair_maxflow(cm):
-    a, b = list(range(0, 16)), list(range(80, 96))
+    a, b = list(range(16)), list(range(80, 96))
     assert _maxflow(cm.graph, a, b) == pytest.approx(3136)
     assert _maxflow(cm.graph, [0], [100], planes=("rdma",)) == pytest.approx(25)
 
@@ -162,7 +164,7 @@ def test_node_down_kills_its_dies(cm):
     deg = cm.degrade(["node:5"])
     assert deg.lost_dies.sum() == 16 and deg.lost_dies[80:96].all()
     assert (deg.ub_gb_s_per_die[80:96] == 0).all() and (deg.rdma_gb_s_per_die[80:96] == 0).all()
-    assert deg.ub_gb_s_per_die[deg.lost_dies == False].min() == 196  # noqa: E712
+    assert deg.ub_gb_s_per_die[~deg.lost_dies].min() == 196
     assert deg.alltoall_gb_s(np.arange(80, 112)) == 0.0
     assert deg.alltoall_gb_s(np.arange(96, 128)) == 196
     assert cm.degrade(["chip:3"]).lost_dies.sum() == 2
@@ -241,6 +243,40 @@ def test_cluster_spec_validation(tmp_path):
     assert build_topology(str(custom)).n_dies == 32
 
 
+# ------------------------------------------------------------------ families
+def test_every_builder_has_one_family_and_spec_rules():
+    assert set(FAMILIES) == set(get_args(Builder)) == set(BUILDER_RULES)
+    assert all(issubclass(cls, Family) and FAMILIES[cls.name] is cls for cls in FAMILIES.values())
+
+
+def test_family_objects(cm, h800):
+    assert isinstance(cm.family, CloudMatrix) and isinstance(h800.family, RailFatTree)
+    assert cm.family.ub_spans_nodes and not h800.family.ub_spans_nodes
+    assert (cm.family.n_l2, h800.family.n_leaves, h800.family.n_spines) == (16, 8, 3)
+    assert h800.family.die_leaf[:9].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 0]
+    rng = np.random.default_rng(0)
+    for t in (cm, h800):
+        for _ in range(20):
+            switch = t.family.random_switch(rng)
+            assert t.parse_target(switch) == switch and t.failure_domain(switch)["kind"] in ("l2", "spine")
+            link = t.family.random_link(3, rng)
+            assert t.parse_target(link) == link and t.failure_domain(link)["element"] == link
+    assert cm.family.random_link(3, rng).startswith("link:node:3-l2:")
+    assert h800.family.random_link(3, rng) == "node:3"  # a NIC / cable loss takes the node off IB
+
+
+def test_rail_names_and_links(h800):
+    assert h800.parse_target("link:spine:0-leaf:3/0") == "link:leaf:3/0-spine:0"
+    assert h800.failure_domain("leaf:3/0") == {"element": "leaf:3/0", "kind": "leaf", "rail": 3}
+    assert h800.failure_domain("nvsw:2/1")["switch"] == 1
+    for bad, needle in [("rdma:fabric", "leaf/spine InfiniBand"), ("l2:0/0", "not an element"),
+                        ("spine:3", "0..2"), ("link:die:3-leaf:2/0", "no link"), ("nvsw:0/4", "0..3")]:
+        with pytest.raises(XdsError, match=needle):
+            h800.parse_target(bad)
+    with pytest.raises(XdsError, match="allowed: ub, nvlink, rdma, ib, vpc"):
+        h800.path("die:0", "die:1", plane="d2d")
+
+
 # ------------------------------------------------------------------ export + CLI
 def test_export_roundtrip(tmp_path, h800):
     gml = tmp_path / "t.graphml"
@@ -300,14 +336,10 @@ def test_cli_errors_one_line(args, needles):
 
 
 def test_topo_fail_reports_what_is_lost():
-    import json as _json
-
-    from .conftest import assert_user_error, run_cli
-
     res = run_cli("topo", "--fail", "l1:4/0", "--json")
     assert res.exit_code == 0, res.stderr
-    after = _json.loads(res.stdout)["after_failure"]
+    after = json.loads(res.stdout)["after_failure"]
     assert after["lost_dies"] == 0 and after["min_ub_gb_s_per_die"] == pytest.approx(168.0)
     res = run_cli("topo", "--fail", "node:3", "--fail", "die:100", "--json")
-    assert _json.loads(res.stdout)["after_failure"]["lost_dies"] == 17
+    assert json.loads(res.stdout)["after_failure"]["lost_dies"] == 17
     assert_user_error(run_cli("topo", "--fail", "die:9999"), "--fail", "out of range")

@@ -1,7 +1,7 @@
 """Cluster spec: how many nodes / chips / dies a cluster has and how its fabrics are wired.
 
 Built-ins live in ``xds/data/clusters/*.yaml``; a user may pass a path to a YAML file of the same
-shape. Two builders exist (see :mod:`xds.topology`):
+shape. Two builders (topology families, :mod:`xds.topology.builders`) exist:
 
 * ``cloudmatrix``: Huawei CloudMatrix384. The scale-up plane (UB) is a two-tier Clos: every node
   has ``l1_per_node`` L1 switch chips; L1 chip *k* of every node uplinks only to sub-plane *k*, which
@@ -27,6 +27,7 @@ from ..errors import XdsError
 from .yamlio import Strict, load_yaml, validate
 from . import resolve
 
+# The topology families (xds.topology.builders); each has its spec rules in BUILDER_RULES below.
 Builder = Literal["cloudmatrix", "rail-fat-tree"]
 
 # Size caps: far above any real SuperPod, low enough that the topology arrays fit in memory.
@@ -93,25 +94,7 @@ class ClusterSpec(Strict):
     def _check_builder(self) -> "ClusterSpec":
         su = self.scale_up
         _check_size(self.nodes, self.dies_per_node, su.l1_per_node, su.l2_per_sub_plane, ValueError)
-        if self.builder == "cloudmatrix":
-            if su.plane != "ub":
-                raise ValueError("builder 'cloudmatrix' needs scale_up.plane: ub")
-            if su.l2_per_sub_plane < 1 or su.link_gb_s <= 0 or su.latency_inter_node_us is None:
-                raise ValueError(
-                    "builder 'cloudmatrix' needs scale_up.l2_per_sub_plane >= 1, scale_up.link_gb_s > 0 "
-                    "and scale_up.latency_inter_node_us"
-                )
-            if su.l2_ports and self.nodes > su.l2_ports:
-                raise ValueError(
-                    f"nodes={self.nodes} exceeds scale_up.l2_ports={su.l2_ports} (one L2 port per node)"
-                )
-            if self.scale_out.plane != "rdma":
-                raise ValueError("builder 'cloudmatrix' needs scale_out.plane: rdma")
-        else:
-            if su.plane != "nvlink" or su.l2_per_sub_plane != 0:
-                raise ValueError("builder 'rail-fat-tree' needs scale_up.plane: nvlink and no L2 tier")
-            if self.scale_out.plane != "ib" or self.scale_out.leaf_ports < 2:
-                raise ValueError("builder 'rail-fat-tree' needs scale_out.plane: ib and leaf_ports >= 2")
+        BUILDER_RULES[self.builder](self)
         if self.dies_per_chip > 1 and self.d2d is None:
             raise ValueError(f"dies_per_chip={self.dies_per_chip} needs a d2d: block")
         return self
@@ -144,7 +127,7 @@ class ClusterSpec(Strict):
         if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
             raise XdsError(f"nodes must be a positive integer (got {nodes!r})", where="--nodes")
         su = self.scale_up
-        if self.builder == "cloudmatrix" and su.l2_ports and nodes > su.l2_ports:
+        if su.l2_per_sub_plane and su.l2_ports and nodes > su.l2_ports:
             raise XdsError(
                 f"cluster {self.name!r} holds at most {su.l2_ports} nodes (one L2 port per node); "
                 f"got nodes={nodes}",
@@ -153,6 +136,35 @@ class ClusterSpec(Strict):
         _check_size(nodes, self.dies_per_node, su.l1_per_node, su.l2_per_sub_plane,
                     lambda m: XdsError(m, where="nodes"))
         return self.model_copy(update={"nodes": nodes})
+
+
+def _cloudmatrix_rules(spec: ClusterSpec) -> None:
+    su = spec.scale_up
+    if su.plane != "ub":
+        raise ValueError("builder 'cloudmatrix' needs scale_up.plane: ub")
+    if su.l2_per_sub_plane < 1 or su.link_gb_s <= 0 or su.latency_inter_node_us is None:
+        raise ValueError(
+            "builder 'cloudmatrix' needs scale_up.l2_per_sub_plane >= 1, scale_up.link_gb_s > 0 "
+            "and scale_up.latency_inter_node_us"
+        )
+    if su.l2_ports and spec.nodes > su.l2_ports:
+        raise ValueError(
+            f"nodes={spec.nodes} exceeds scale_up.l2_ports={su.l2_ports} (one L2 port per node)"
+        )
+    if spec.scale_out.plane != "rdma":
+        raise ValueError("builder 'cloudmatrix' needs scale_out.plane: rdma")
+
+
+def _rail_fat_tree_rules(spec: ClusterSpec) -> None:
+    su = spec.scale_up
+    if su.plane != "nvlink" or su.l2_per_sub_plane != 0:
+        raise ValueError("builder 'rail-fat-tree' needs scale_up.plane: nvlink and no L2 tier")
+    if spec.scale_out.plane != "ib" or spec.scale_out.leaf_ports < 2:
+        raise ValueError("builder 'rail-fat-tree' needs scale_out.plane: ib and leaf_ports >= 2")
+
+
+# What each builder (topology family, xds.topology.builders) requires of a spec; one entry per Builder.
+BUILDER_RULES = {"cloudmatrix": _cloudmatrix_rules, "rail-fat-tree": _rail_fat_tree_rules}
 
 
 def _check_size(nodes: int, dies_per_node: int, l1: int, l2: int, err) -> None:
