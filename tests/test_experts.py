@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from xds.cli import app
 from xds.errors import XdsError
 from xds.experts import balance, balancedness, synthetic_loads
 from xds.experts.eplb import eplb_layout
@@ -20,13 +20,8 @@ from xds.experts.packing import argsort_desc, lpt_pack
 from xds.experts.replication import greedy_replicas, round_to_ranks, waterfill
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import eplb_reference as ref  # noqa: E402
-from conftest import FIXTURES, assert_user_error, run_cli  # noqa: E402
-
-if not any(c.name == "experts" for c in app.registered_commands):  # until commands.py lists it
-    from xds.cli import experts_cmd
-
-    experts_cmd.register(app)
+import eplb_reference as ref
+from conftest import FIXTURES, assert_user_error, run_cli
 
 LOADS = FIXTURES / "loads"
 
@@ -411,8 +406,6 @@ def test_eplb_fast_path_is_bit_exact_on_benchmark_shapes():
 
 
 def test_synthetic_loads_spec_on_the_cli():
-    from .conftest import assert_user_error, run_cli
-
     res = run_cli("experts", "--loads", "synthetic:16x256:30", "--slots", "288", "--ranks", "32", "--json")
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)

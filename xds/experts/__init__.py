@@ -13,5 +13,5 @@ from .loads import SYNTHETIC_SPEC, load_loads, synthetic_loads
 from .policies import balance
 from .run import run_experts
 
-__all__ = ["ExpertLayout", "SYNTHETIC_SPEC", "balance", "balancedness", "load_layout", "load_loads",
+__all__ = ["SYNTHETIC_SPEC", "ExpertLayout", "balance", "balancedness", "load_layout", "load_loads",
            "run_experts", "synthetic_loads"]

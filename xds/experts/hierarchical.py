@@ -53,6 +53,16 @@ class CountSet(NamedTuple):
     counts: np.ndarray
 
 
+class Rounded(NamedTuple):
+    """Node rows ``rows`` [n] whose counts were rounded: their ``counts`` and ``per_rep`` loads
+    [n, experts per row], and the ``layers`` hit with their new lower ``bounds`` (tokens)."""
+    rows: np.ndarray
+    counts: np.ndarray
+    per_rep: np.ndarray
+    layers: np.ndarray
+    bounds: np.ndarray
+
+
 def _rows_of(layers: np.ndarray, N: int) -> np.ndarray:
     """The node rows of ``layers``, in order."""
     return (layers[:, None] * N + np.arange(N, dtype=np.int64)).ravel()
@@ -71,10 +81,9 @@ def _offer(best_lb: np.ndarray, best_k: np.ndarray, layers: np.ndarray, lb: np.n
 
 
 def _round_rows(below: np.ndarray, wn: np.ndarray, c: np.ndarray, present: np.ndarray | None,
-                mean: np.ndarray, rlb: np.ndarray, sh: Shape):
+                mean: np.ndarray, rlb: np.ndarray, sh: Shape) -> Rounded | None:
     """Of the layers ``below`` (node-row bounds ``rlb`` [n, N] under counts ``c``), round the rows
-    that stack replicas and whose bound is near the layer's highest. Returns None when there are
-    none, else (rounded rows, their counts, per-replica loads, the layers hit, their new bounds)."""
+    that stack replicas and whose bound is near the layer's highest (None when there are none)."""
     rows_b = _rows_of(below, sh.N)
     cb = c.take(rows_b, 0)
     near = rlb >= (1 - ROUND_ROW_SLACK) * rlb.max(1, keepdims=True)
@@ -89,7 +98,7 @@ def _round_rows(below: np.ndarray, wn: np.ndarray, c: np.ndarray, present: np.nd
     u = wr / np.maximum(cr, 1)
     rlb = rlb.copy()
     rlb[m] = _row_bounds(u, cr, mean[rows], sh.Gn)
-    return rows, cr, u, below[hit], rlb.max(1)[hit]
+    return Rounded(rows, cr, u, below[hit], rlb.max(1)[hit])
 
 
 def _count_sets(w: np.ndarray, wn: np.ndarray, cnt: np.ndarray, mlog2log: np.ndarray, K: int,
@@ -117,7 +126,7 @@ def _count_sets(w: np.ndarray, wn: np.ndarray, cnt: np.ndarray, mlog2log: np.nda
         if len(below):
             a_round = _round_rows(below, wn_a, c_a, pres_a, mean_a, rlb_a[below], sh)
         if a_round is not None:
-            _offer(best_lb, best_k, a_round[3], a_round[4], 1)
+            _offer(best_lb, best_k, a_round.layers, a_round.bounds, 1)
     if spg > 1:
         mean_e = wn.sum(1) / Gn
         below = (mean_e.reshape(L, N).max(1) < best_lb).nonzero()[0]
@@ -126,23 +135,23 @@ def _count_sets(w: np.ndarray, wn: np.ndarray, cnt: np.ndarray, mlog2log: np.nda
             rlb = _row_bounds(wn.take(r, 0) / cnt.take(r, 0), cnt.take(r, 0), mean_e[r], Gn)
             e_round = _round_rows(below, wn, cnt, None, mean_e, rlb.reshape(-1, N), sh)
         if e_round is not None:
-            _offer(best_lb, best_k, e_round[3], e_round[4], 2)
+            _offer(best_lb, best_k, e_round.layers, e_round.bounds, 2)
     sets = []
     by_a = np.repeat((best_k == 0) | (best_k == 1), N).nonzero()[0]
     if by_a.size:
         c_x, u_x = c_a, u_a
         if a_round is not None:
-            r1 = best_k[a_round[0] // N] == 1
+            r1 = best_k[a_round.rows // N] == 1
             if r1.any():
                 c_x, u_x = c_a.copy(), u_a.copy()
-                c_x[a_round[0][r1]], u_x[a_round[0][r1]] = a_round[1][r1], a_round[2][r1]
+                c_x[a_round.rows[r1]], u_x[a_round.rows[r1]] = a_round.counts[r1], a_round.per_rep[r1]
         sets.append(CountSet(by_a, ids_a.take(by_a, 0), u_x.take(by_a, 0), c_x.take(by_a, 0)))
     if e_round is not None:
-        i2 = (best_k[e_round[0] // N] == 2).nonzero()[0]
+        i2 = (best_k[e_round.rows // N] == 2).nonzero()[0]
         if i2.size:
-            rows = e_round[0][i2]
-            sets.append(CountSet(rows, mlog2log.reshape(L * N, -1).take(rows, 0), e_round[2][i2],
-                                 e_round[1][i2]))
+            rows = e_round.rows[i2]
+            sets.append(CountSet(rows, mlog2log.reshape(L * N, -1).take(rows, 0), e_round.per_rep[i2],
+                                 e_round.counts[i2]))
     return sets
 
 

@@ -98,20 +98,20 @@ def _place_runs(sw: np.ndarray, G: int, per: int, cb: int) -> np.ndarray:
             final[:, rows[done]] = keys[:, done]
             keep = ~done
             rows, keys, base, left = rows[keep], keys.compress(keep, axis=1), base[keep], left[keep]
-    _fill(final, sw.reshape(R, width)[:, :n] > 0, chosen, width, per, cb)
+    _fill(final, chosen, n, per, cb)
     return chosen
 
 
-def _fill(final: np.ndarray, positive: np.ndarray, chosen: np.ndarray, width: int, per: int,
-          cb: int) -> None:
-    """Place each row's items the run loop left (from its first non-placed one to the end): they
-    fill the open packs in (weight, index) order, each up to its capacity, which is what one item
-    at a time does when the items weigh 0 or only one pack is open. ``final`` [G, R] pack keys."""
-    R, n = positive.shape
+def _fill(final: np.ndarray, chosen: np.ndarray, n: int, per: int, cb: int) -> None:
+    """Place each row's items the run loop left (its last ones): they fill the open packs in
+    (weight, index) order, each up to its capacity, which is what one item at a time does when the
+    items weigh 0 or only one pack is open. ``final`` [G, R] pack keys; ``n`` items per row."""
+    G, R = final.shape
+    width = n + G
     key = np.ascontiguousarray(final.T)
     key.sort(axis=1)
     cnt = key & np.int64((1 << cb) - 1)
-    placed = (np.minimum(cnt, per)).sum(1)                    # items the loop placed per row
+    placed = cnt.sum(1)                                       # items the run loop placed per row
     rest = n - placed
     if not rest.any():
         return

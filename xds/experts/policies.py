@@ -19,8 +19,13 @@ import numpy as np
 
 from .eplb import eplb_finish, eplb_prepare
 from .hierarchical import balance_hier
-from .layout import (ExpertLayout, balancedness_from_rank_load, check_layout_args, rank_load_of,
-                     replica_counts)
+from .layout import (
+    ExpertLayout,
+    balancedness_from_rank_load,
+    check_layout_args,
+    rank_load_of,
+    replica_counts,
+)
 from .loads import check_float32_sums, check_loads
 from .local_search import swap_search
 from .packing import lpt_pack

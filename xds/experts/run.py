@@ -20,7 +20,7 @@ def run_experts(loads: str | Path | np.ndarray, slots: int | None, ranks: int, *
     """The ``xds experts`` JSON document: balance ``loads`` (or score a saved ``layout`` on them), and
     with ``evaluate`` also score the layout on another load matrix (out-of-sample)."""
     w = load_loads(loads) if isinstance(loads, (str, Path)) else check_loads(loads)
-    L, E = w.shape
+    E = w.shape[1]
     if layout is not None:
         t0 = time.perf_counter()
         ph = load_layout(layout)
