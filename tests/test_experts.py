@@ -284,7 +284,7 @@ def test_loads_that_overflow_float32_sums_are_refused():
 
 def test_run_packing_matches_eplb_on_heavy_tailed_rows_with_cold_experts():
     # Rows finish at very different steps (a few hot items, then many tiny ones) and a third of the
-    # items are exactly zero: exercises dropping finished rows and the closed-form zero placement.
+    # items are exactly zero (a zero ends every run): exercises dropping finished rows.
     rng = np.random.default_rng(11)
     for G, per in [(8, 9), (8, 5), (4, 2), (3, 7)]:
         w = np.exp(rng.normal(0.0, 2.5, (40, G * per))).astype(np.float32)
@@ -297,8 +297,8 @@ def test_run_packing_matches_eplb_on_heavy_tailed_rows_with_cold_experts():
 
 def test_run_packing_matches_eplb_when_items_outweigh_the_mean_pack():
     # One or two items heavier than a whole pack's share keep their packs out of the runs until the
-    # others fill: such rows end with one open pack (placed in closed form) or a few (runs of one
-    # or two items), beside ordinary rows that finish early.
+    # others fill: such rows end with one open pack or a few (runs of one or two items), beside
+    # ordinary rows that finish early.
     rng = np.random.default_rng(23)
     for G, per in [(8, 12), (8, 9), (4, 16), (16, 6)]:
         w = rng.integers(1, 1000, (120, G * per)).astype(np.float32)

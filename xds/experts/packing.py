@@ -41,6 +41,10 @@ def lpt_pack(weight: np.ndarray, packs: int) -> tuple[np.ndarray, np.ndarray]:
         return (np.broadcast_to(np.arange(n, dtype=np.int64), (R, n)).copy(),
                 np.zeros((R, n), dtype=np.int64))
     order = argsort_desc(weight)
+    if packs == 1:                                           # all in one pack, in sorted order
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.broadcast_to(np.arange(n, dtype=np.int64), (R, n)), 1)
+        return np.zeros((R, n), dtype=np.int64), rank
     sw = np.zeros((R, n + packs), dtype=np.float32)          # padded: a run may look past the end
     sw[:, :n] = np.take_along_axis(weight, order, 1)
     cb = int(per).bit_length()                               # bits of a pack's item count
@@ -55,30 +59,21 @@ def _place_runs(sw: np.ndarray, G: int, per: int, cb: int) -> np.ndarray:
     """The run loop of :func:`lpt_pack` on sorted weights ``sw`` [R, n + G] (zero padded). A pack's
     state is one int64 key ``weight bits << 32 | pack << cb | item count`` (a full pack weighs +inf),
     pack-major [G, rows], so one sort per step yields the open packs in (weight, index) order with
-    their weights (read and written in place through a float32 view) and counts. Items a row has
-    left once no run can be longer than one (zero weights, sorted last: adding 0 changes no pack;
-    or a single open pack) are placed by :func:`_fill`. Returns ``pack << cb | rank`` per sorted
-    item, uint32 [R * (n + G)]."""
+    their weights (read and written in place through a float32 view) and counts. Returns
+    ``pack << cb | rank in pack`` of each sorted item, uint32 [R * (n + G)]."""
     R, width = sw.shape
-    n = width - G
     sw = sw.reshape(-1)
     chosen = np.zeros(R * width, dtype=np.uint32)
     arc = np.arange(G, dtype=np.int64)[:, None]
     cmask = np.uint32((1 << cb) - 1)
     keys = np.repeat(arc << cb, R, axis=1)                    # weight 0, pack i, 0 items
     base = np.arange(R, dtype=np.int64) * width               # flat position of each row's next item
-    left = (sw.reshape(R, width)[:, :n] > 0).sum(1)           # the positive items: placed by runs
-    rows = np.arange(R)
-    final = keys.copy()                                       # pack keys of the finished rows
+    left = np.full(R, width - G)                              # items each row has left
     ok = np.ones((G, R), dtype=bool)                          # line 0 stays True: a run is never empty
-    if G == 1:
-        left[:] = 0
     while left.size:
         keys.sort(axis=0)
         Ws = keys.view(np.float32)[:, _HIGH::2]               # [G, A] view of the pack weights
         low = keys.astype(np.uint32)                          # pack << cb | count
-        if G > 1:
-            np.copyto(left, 0, where=Ws[1] == np.inf)         # one open pack left: _fill
         idx = base + arc                                      # flat positions of the next G items
         upd = sw[idx] + Ws                                    # the i-th pack after taking item i
         upd[(low & cmask) >= per - 1] = np.inf                # a pack that fills stops competing
@@ -93,34 +88,7 @@ def _place_runs(sw: np.ndarray, G: int, per: int, cb: int) -> np.ndarray:
         keys += valid
         base += run
         left -= run
-        done = left == 0
-        if done.any():
-            final[:, rows[done]] = keys[:, done]
-            keep = ~done
-            rows, keys, base, left = rows[keep], keys.compress(keep, axis=1), base[keep], left[keep]
-    _fill(final, chosen, n, per, cb)
+        keep = left > 0                                       # finished rows leave the state
+        if not keep.all():
+            keys, base, left = keys.compress(keep, axis=1), base[keep], left[keep]
     return chosen
-
-
-def _fill(final: np.ndarray, chosen: np.ndarray, n: int, per: int, cb: int) -> None:
-    """Place each row's items the run loop left (its last ones): they fill the open packs in
-    (weight, index) order, each up to its capacity, which is what one item at a time does when the
-    items weigh 0 or only one pack is open. ``final`` [G, R] pack keys; ``n`` items per row."""
-    G, R = final.shape
-    width = n + G
-    key = np.ascontiguousarray(final.T)
-    key.sort(axis=1)
-    cnt = key & np.int64((1 << cb) - 1)
-    placed = cnt.sum(1)                                       # items the run loop placed per row
-    rest = n - placed
-    if not rest.any():
-        return
-    cap = per - cnt                                           # 0 for full packs (sorted last)
-    take = np.clip(rest[:, None] - (np.cumsum(cap, axis=1) - cap), 0, cap).ravel()
-    start = np.cumsum(take) - take
-    k = np.arange(int(take.sum()), dtype=np.int64) - np.repeat(start, take)
-    vals = np.repeat((key & np.int64(0xFFFFFFFF)).ravel(), take) + k       # pack | count + k
-    rstart = np.cumsum(rest) - rest
-    pos = (np.repeat(np.arange(R, dtype=np.int64) * width + placed, rest)
-           + np.arange(int(rest.sum()), dtype=np.int64) - np.repeat(rstart, rest))
-    chosen[pos] = vals

@@ -69,7 +69,12 @@ def waterfill(w: np.ndarray, S: int, present: np.ndarray | None = None) -> np.nd
     r0 = int(red.max())
     if 0 < r0 <= E:
         # and at least the r0-th largest first key w_e / 1 (r0 >= red: a bound for every row)
-        level = np.maximum(level, np.partition(wp, E - r0, axis=1)[:, E - r0])
+        top = np.partition(wp, E - r0, axis=1)[:, E - r0:]
+        level = np.maximum(level, top[:, 0])
+        # and for the experts H above it: sum over H of floor(w / t) > sum_H w / t - |H| = red at
+        # t = sum_H w / (red + |H|), so at least red keys are >= t
+        hot = top >= level[:, None]
+        level = np.maximum(level, (top * hot).sum(1) / np.maximum(red + hot.sum(1), 1))
     level *= 1 - 1e-6
     fi = np.finfo(w.dtype)
     good = level > fi.tiny * 2.0 ** (fi.nmant + 1)
