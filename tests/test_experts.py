@@ -8,23 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from xds.cli import app
 from xds.errors import XdsError
-from xds.experts import (
-    _assign_groups, _eplb_layout, _greedy_loop, _greedy_replicas, _lpt_pack, _round_to_ranks, _waterfill,
-    balance, balancedness, expected_balancedness, synthetic_loads,
-)
+from xds.experts import balance, balancedness, synthetic_loads
+from xds.experts.eplb import eplb_layout
+from xds.experts.groups import assign_groups
+from xds.experts.imbalance import expected_balancedness
+from xds.experts.packing import argsort_desc, lpt_pack
+from xds.experts.replication import greedy_replicas, round_to_ranks, waterfill
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import eplb_reference as ref  # noqa: E402
-from conftest import FIXTURES, assert_user_error, run_cli  # noqa: E402
-
-if not any(c.name == "experts" for c in app.registered_commands):  # until commands.py lists it
-    from xds.cli import experts_cmd
-
-    experts_cmd.register(app)
+import eplb_reference as ref
+from conftest import FIXTURES, assert_user_error, run_cli
 
 LOADS = FIXTURES / "loads"
 
@@ -32,6 +29,21 @@ LOADS = FIXTURES / "loads"
 def eplb_bal(w, P, G, N=1, K=1):
     phy, _, cnt = ref.rebalance_experts(np.asarray(w, np.float64), P, K, N, G)
     return balancedness(phy, w, G)
+
+
+def greedy_one_at_a_time(w, S, present):
+    """Oracle for greedy replication with absent experts (EPLB's loop, recomputing every key per
+    step): the next replica goes to the present expert with the highest w / count in w's dtype,
+    lowest index on ties. Returns counts [R, E] and picks [R, max extra] (-1 padded)."""
+    c = present.astype(np.int64)
+    red = S - c.sum(1)
+    picks = np.full((w.shape[0], max(int(red.max()), 0)), -1, dtype=np.int64)
+    for i in range(picks.shape[1]):
+        key = np.where(present, w / np.maximum(c, 1).astype(w.dtype), -np.inf)
+        for r in np.flatnonzero(i < red):
+            picks[r, i] = key[r].argmax()
+            c[r, picks[r, i]] += 1
+    return c, picks
 
 
 def check_invariants(lay, w, P, G, N=1, K=1):
@@ -71,7 +83,7 @@ def test_eplb_candidate_is_bit_exact_with_reference():
     w = synthetic_loads(6, 64, hot_ratio=20, seed=5)
     for P, G, N, K in [(80, 8, 1, 1), (96, 16, 4, 8), (72, 8, 2, 4), (64, 16, 1, 1), (80, 8, 4, 2)]:
         phy, _, _ = ref.rebalance_experts(w, P, K, N, G)
-        assert np.array_equal(_eplb_layout(w.astype(np.float32), P, K, N, G), phy)
+        assert np.array_equal(eplb_layout(w.astype(np.float32), P, K, N, G), phy)
 
 
 @settings(max_examples=150, deadline=None)
@@ -133,7 +145,7 @@ def test_clearly_better_on_heavy_skew_several_slots_per_rank():
     assert lay.balancedness.mean() < eb.mean() * 0.9
 
 
-def test_one_slot_per_rank_is_optimal_waterfill():
+def test_one_slot_per_rank_is_optimalwaterfill():
     w = skewed("zipf", 5, 64, 2)
     lay = balance(w, 80, 80)
     per = w / lay.replicas
@@ -173,12 +185,14 @@ def test_synthetic_loads_hit_the_hot_ratio(kind):
         synthetic_loads(2, 8, hot_ratio=20)
 
 
-def test_expected_balancedness():
-    none = expected_balancedness(256, 256, 256)
-    red = expected_balancedness(256, 320, 320)
-    multi = expected_balancedness(256, 320, 32)
+def test_redundancy_and_slots_per_rank_lower_the_imbalance():
+    w = synthetic_loads(8, 256, hot_ratio=30, seed=0)
+    none, red, multi = (balance(w, P, G).balancedness.mean() for P, G in [(256, 256), (320, 320), (320, 32)])
     assert none > red > 1.0 and 1.0 <= multi < red
     assert none == pytest.approx(30, rel=0.1)       # no redundancy, one expert per rank: hot/mean
+    # the per-batch model (xds.experts.imbalance) orders them the same way
+    none, red, multi = (expected_balancedness(256, P, G, 64) for P, G in [(256, 256), (320, 320), (320, 32)])
+    assert none > red > 1.0 and 1.0 <= multi < red
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -245,20 +259,22 @@ def test_run_packing_is_exactly_eplbs_balanced_packing(data):
     if data.draw(st.booleans()):
         w = w / np.float32(7)                                        # non-integer float32 sums
     pi, rip = ref.balanced_packing(w, G)
-    got_pi, got_rip = _lpt_pack(w, G)
+    got_pi, got_rip = lpt_pack(w, G)
     assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
 
 
 def test_replication_is_exact_for_float64_near_ties_and_float32_denormals():
-    # float64 loads a float32 ulp apart, and equal loads: the order must be the loop's, in float64
+    # float64 loads a float32 ulp apart, and equal loads: the order must be the loop's, in float64,
+    # and the water-fill's counts too
     w = np.array([[1.0, 1 + 2.0 ** -40, 3.0, 3.0], [2.0, 2.0, 2.0 + 2.0 ** -45, 1.0]])
     for S in range(4, 12):
-        assert all(np.array_equal(a, b) for a, b in zip(_greedy_replicas(w, S),
-                                                        _greedy_loop(w, S, np.ones(w.shape, bool))))
+        assert all(np.array_equal(a, b) for a, b in zip(greedy_replicas(w, S),
+                                                        greedy_one_at_a_time(w, S, np.ones(w.shape, bool))))
+        assert np.array_equal(waterfill(w, S), greedy_replicas(w, S)[0])
     # denormal float32 loads round their keys to ties: EPLB's layout must still be exact
     tiny = np.array([[0, 0, 0, 1e-45], [1e-45, 3e-45, 0, 2e-45]], dtype=np.float32)
     for P, K, N, G in [(6, 1, 1, 2), (8, 2, 2, 4)]:
-        assert np.array_equal(_eplb_layout(tiny, P, K, N, G), ref.rebalance_experts(tiny, P, K, N, G)[0])
+        assert np.array_equal(eplb_layout(tiny, P, K, N, G), ref.rebalance_experts(tiny, P, K, N, G)[0])
 
 
 def test_loads_that_overflow_float32_sums_are_refused():
@@ -268,21 +284,21 @@ def test_loads_that_overflow_float32_sums_are_refused():
 
 def test_run_packing_matches_eplb_on_heavy_tailed_rows_with_cold_experts():
     # Rows finish at very different steps (a few hot items, then many tiny ones) and a third of the
-    # items are exactly zero: exercises dropping finished rows and the closed-form zero placement.
+    # items are exactly zero (a zero ends every run): exercises dropping finished rows.
     rng = np.random.default_rng(11)
     for G, per in [(8, 9), (8, 5), (4, 2), (3, 7)]:
         w = np.exp(rng.normal(0.0, 2.5, (40, G * per))).astype(np.float32)
         w[rng.random(w.shape) < 0.33] = 0
         w[0] = 0                                                     # an all-cold row
         pi, rip = ref.balanced_packing(w, G)
-        got_pi, got_rip = _lpt_pack(w, G)
+        got_pi, got_rip = lpt_pack(w, G)
         assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
 
 
 def test_run_packing_matches_eplb_when_items_outweigh_the_mean_pack():
     # One or two items heavier than a whole pack's share keep their packs out of the runs until the
-    # others fill: such rows end with one open pack (closed form) or a few (finished in Python with
-    # float32 sums), beside ordinary rows that finish in the vectorized loop.
+    # others fill: such rows end with one open pack or a few (runs of one or two items), beside
+    # ordinary rows that finish early.
     rng = np.random.default_rng(23)
     for G, per in [(8, 12), (8, 9), (4, 16), (16, 6)]:
         w = rng.integers(1, 1000, (120, G * per)).astype(np.float32)
@@ -293,7 +309,7 @@ def test_run_packing_matches_eplb_when_items_outweigh_the_mean_pack():
         w[np.arange(60, 90)[:, None], heavy[60:90]] = big[60:90, None] / 1.5   # two
         w[90:100] *= np.float32(1 + 2 ** -20)                        # not integer-valued
         pi, rip = ref.balanced_packing(w, G)
-        got_pi, got_rip = _lpt_pack(w, G)
+        got_pi, got_rip = lpt_pack(w, G)
         assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
     # A long row finished item by item after the others: its pack weights must round to float32 at
     # every add, as EPLB's do (values below a float32 ulp of the running sums decide ties there).
@@ -304,50 +320,49 @@ def test_run_packing_matches_eplb_when_items_outweigh_the_mean_pack():
             long[0] = np.float32(rng.uniform(1, 4) * long.sum() / G)
             w = np.vstack([rng.integers(1, 100, (7, G * per)).astype(np.float32), long[None]])
             pi, rip = ref.balanced_packing(w, G)
-            got_pi, got_rip = _lpt_pack(w, G)
+            got_pi, got_rip = lpt_pack(w, G)
             assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
 
 
-def test_two_items_per_pack_closed_form_matches_eplb_with_ties_and_zeros():
-    # Two items per pack (EPLB's group packing with 8 groups on 4 nodes) is solved in closed form when
-    # every pack's first item is positive; equal weights must still go to the lowest pack index, and
-    # rows with a zero among the first items must take the general packing.
+def test_two_items_per_pack_matches_eplb_with_ties_and_zeros():
+    # Two items per pack (EPLB's group packing with 8 groups on 4 nodes): equal weights must still go
+    # to the lowest pack index, zeros among the first items included.
     rng = np.random.default_rng(5)
     for G in [1, 2, 3, 4, 8]:
         for w in [rng.integers(1, 4, (60, 2 * G)), rng.integers(0, 3, (60, 2 * G)),
                   1 + rng.integers(0, 3, (60, 2 * G)) * 2.0 ** -22]:
             w = w.astype(np.float32)
             pi, rip = ref.balanced_packing(w, G)
-            got_pi, got_rip = _lpt_pack(w, G)
+            got_pi, got_rip = lpt_pack(w, G)
             assert np.array_equal(got_pi, pi) and np.array_equal(got_rip, rip)
 
 
 @settings(max_examples=120, deadline=None)
 @given(st.data())
-def test_closed_form_replication_is_exactly_eplbs_greedy(data):
+def test_vectorized_replication_is_exactly_eplbs_greedy(data):
     E = data.draw(st.integers(1, 12))
     R = data.draw(st.integers(1, 4))
     S = E + data.draw(st.integers(0, 20))
     w = np.array(data.draw(st.lists(st.integers(0, data.draw(st.sampled_from([2, 100, 10**7]))),
                                     min_size=R * E, max_size=R * E)), dtype=np.float32).reshape(R, E)
     phy, _, cnt = ref.replicate_experts(w, S)
-    got_cnt, picks = _greedy_replicas(w, S)
+    got_cnt, picks = greedy_replicas(w, S)
     assert np.array_equal(got_cnt, cnt)
     assert np.array_equal(picks, phy[:, E:])
-    # with absent experts (node rows) it matches the one-at-a-time loop
+    # with absent experts (node rows) it matches the loop that recomputes every key
     present = np.array(data.draw(st.lists(st.booleans(), min_size=R * E, max_size=R * E))).reshape(R, E)
     present[:, 0] = True
     S2 = int(present.sum(1).max()) + data.draw(st.integers(0, 10))
-    c_loop, p_loop = _greedy_loop(w, S2, present)
-    c_fast, p_fast = _greedy_replicas(w, S2, present)
+    c_loop, p_loop = greedy_one_at_a_time(w, S2, present)
+    c_fast, p_fast = greedy_replicas(w, S2, present)
     assert np.array_equal(c_fast, c_loop) and np.array_equal(p_fast, p_loop)
     assert (c_fast.sum(1) == S2).all() and (c_fast[~present] == 0).all()
-    # the counts-only water-fill (one partition instead of the sort) takes the same counts, in
-    # float32 and float64, with and without absent experts
-    assert np.array_equal(_waterfill(w, S), cnt)
-    assert np.array_equal(_waterfill(w, S2, present), c_loop)
+    # the counts-only water-fill (one sort of the candidate keys instead of a step per replica)
+    # takes the same counts, in float32 and float64, with and without absent experts
+    assert np.array_equal(waterfill(w, S), cnt)
+    assert np.array_equal(waterfill(w, S2, present), c_loop)
     w64 = w.astype(np.float64) * data.draw(st.sampled_from([1.0, 1 / 3, 1e-300]))
-    assert np.array_equal(_waterfill(w64, S2, present), _greedy_loop(w64, S2, present)[0])
+    assert np.array_equal(waterfill(w64, S2, present), greedy_one_at_a_time(w64, S2, present)[0])
 
 
 def _round_to_ranks_one_at_a_time(w, c, ranks, present):
@@ -378,7 +393,7 @@ def test_rounded_counts_are_the_one_at_a_time_greedy(data):
     present = np.array(data.draw(st.lists(st.booleans(), min_size=R * E, max_size=R * E))).reshape(R, E)
     c = np.array(data.draw(st.lists(st.integers(1, 3 * ranks + 2), min_size=R * E, max_size=R * E)))
     c = np.where(present, c.reshape(R, E), 0)
-    got = _round_to_ranks(w, c, ranks, present)
+    got = round_to_ranks(w, c, ranks, present)
     assert np.array_equal(got, _round_to_ranks_one_at_a_time(w, c, ranks, present))
     assert np.array_equal(got.sum(1), c.sum(1))          # replicas are moved, never lost
 
@@ -387,12 +402,10 @@ def test_eplb_fast_path_is_bit_exact_on_benchmark_shapes():
     w = synthetic_loads(4, 256, hot_ratio=30, seed=3, kind="lognormal")
     for P, G, N, K in [(288, 32, 1, 1), (320, 64, 8, 8), (288, 32, 4, 8)]:
         phy, _, _ = ref.rebalance_experts(w, P, K, N, G)
-        assert np.array_equal(_eplb_layout(w.astype(np.float32), P, K, N, G), phy)
+        assert np.array_equal(eplb_layout(w.astype(np.float32), P, K, N, G), phy)
 
 
 def test_synthetic_loads_spec_on_the_cli():
-    from .conftest import assert_user_error, run_cli
-
     res = run_cli("experts", "--loads", "synthetic:16x256:30", "--slots", "288", "--ranks", "32", "--json")
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
@@ -404,7 +417,7 @@ def test_synthetic_loads_spec_on_the_cli():
                       "--loads", "hot_ratio")
 
 
-def test_node_local_result_is_self_consistent_and_keyed_packing_matches_generic():
+def test_node_local_result_is_self_consistent_and_keyed_sort_is_a_stable_argsort():
     # the node-local path sums swapped slot loads instead of re-evaluating the layout: they must agree
     w = synthetic_loads(6, 256, hot_ratio=30, seed=7, kind="lognormal").astype(float)
     for P, G, N, K in [(288, 32, 4, 8), (320, 64, 8, 8)]:
@@ -413,12 +426,14 @@ def test_node_local_result_is_self_consistent_and_keyed_packing_matches_generic(
         ref_cnt = np.stack([np.bincount(r, minlength=256) for r in lay.phy2log])
         assert np.array_equal(lay.replicas, ref_cnt)
         assert (lay.balancedness <= lay.eplb_balancedness + 1e-12).all()
-    # the float32 keyed packer and the generic (float64) run loop take the same decisions
+    # the packer's keyed sort is a stable descending argsort, -0.0 and ties included
     rng = np.random.default_rng(3)
-    x = rng.integers(0, 1 << 20, size=(40, 72)).astype(np.float32)
-    a = _lpt_pack(x, 8)
-    b = _lpt_pack(x.astype(np.float64), 8)
-    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    x = rng.integers(0, 4, size=(40, 72)).astype(np.float32)
+    x[x == 1] = -0.0
+    x[:, :5] = np.float32(1 + 2 ** -23)
+    assert np.array_equal(argsort_desc(x), np.argsort(-x, axis=1, kind="stable"))
+    with pytest.raises(TypeError):
+        lpt_pack(x.astype(np.float64), 8)
 
 
 def _assign_groups_one_at_a_time(gw, N, cap):
@@ -448,17 +463,18 @@ def test_load_driven_group_placement_is_the_one_at_a_time_rule(data):
     hi = data.draw(st.sampled_from([2, 50, 10**6]))
     gw = np.array(data.draw(st.lists(st.integers(0, hi), min_size=L * K, max_size=L * K)),
                   dtype=float).reshape(L, K)
-    assert np.array_equal(_assign_groups(gw, N, cap), _assign_groups_one_at_a_time(gw, N, cap))
-    gw += 1                                      # all positive: the closed-form opening of the nodes
-    assert np.array_equal(_assign_groups(gw, N, cap), _assign_groups_one_at_a_time(gw, N, cap))
+    assert np.array_equal(assign_groups(gw, N, cap), _assign_groups_one_at_a_time(gw, N, cap))
+    gw += 1                                      # all positive: every node opens with one group
+    assert np.array_equal(assign_groups(gw, N, cap), _assign_groups_one_at_a_time(gw, N, cap))
 
 
 def test_float64_denormal_loads_replicate_as_the_loop():
-    # keys in the denormal range round by whole units, so the closed form's margin vanishes there
+    # keys in the denormal range round by whole units, so the water-fill's margin vanishes there
     w = np.array([[1.5e-323, 1e-323]])
-    counts = _greedy_replicas(w, 4)[0]
+    counts = greedy_replicas(w, 4)[0]
     assert np.array_equal(counts, [[3, 1]])
-    assert np.array_equal(counts, _greedy_loop(w, 4, np.ones(w.shape, bool))[0])
+    assert np.array_equal(counts, greedy_one_at_a_time(w, 4, np.ones(w.shape, bool))[0])
+    assert np.array_equal(waterfill(w, 4), counts)
 
 
 def test_load_driven_groups_win_where_eplb_packs_far_above_its_bound():
@@ -480,10 +496,10 @@ def test_review_edge_cases_negative_zero_fortran_order_and_float32_groups():
     w = rng.integers(1, 100, (6, 10)).astype(np.float64)
     present = np.asfortranarray(rng.random((6, 10)) < 0.7)
     present[:, 0] = True
-    loop = _greedy_loop(w, 20, np.ascontiguousarray(present))
-    assert np.array_equal(_greedy_replicas(w, 20, present)[0], loop[0])
-    assert np.array_equal(_waterfill(w, 20, present), loop[0])
+    loop = greedy_one_at_a_time(w, 20, np.ascontiguousarray(present))
+    assert np.array_equal(greedy_replicas(w, 20, present)[0], loop[0])
+    assert np.array_equal(waterfill(w, 20, present), loop[0])
     # group loads given as float32 are placed as their float64 values are (node sums in float64)
     gw = np.array([[16777216.0, 16777216.0, 2.0000002, 1.9999999, 1.0, 1.0, 2.9999995, 2.9999998]],
                   dtype=np.float32)
-    assert np.array_equal(_assign_groups(gw, 2, 6), _assign_groups_one_at_a_time(gw.astype(float), 2, 6))
+    assert np.array_equal(assign_groups(gw, 2, 6), _assign_groups_one_at_a_time(gw.astype(float), 2, 6))

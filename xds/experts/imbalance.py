@@ -25,6 +25,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from .layout import balancedness
+from .loads import synthetic_loads
+from .policies import balance
+
 HOT_MIN = 1.5
 DEFAULT_HOT = 6.0
 KAPPA = 32.0
@@ -36,8 +40,6 @@ DRAWS = 8
 def long_run_shares(experts: int, hot_ratio: float = DEFAULT_HOT, layers: int = LAYERS, seed: int = 0) -> np.ndarray:
     """Long-run expert shares [layers, experts] (rows sum to 1), hottest expert per layer log-spaced
     between ``HOT_MIN``× and ``hot_ratio``× the mean."""
-    from .experts import synthetic_loads
-
     hot = np.geomspace(min(HOT_MIN, hot_ratio), hot_ratio, layers)
     rows = [synthetic_loads(1, experts, hot_ratio=float(min(h, experts - 1e-6)), seed=seed + i,
                             tokens=1 << 22) for i, h in enumerate(hot)]
@@ -48,8 +50,6 @@ def long_run_shares(experts: int, hot_ratio: float = DEFAULT_HOT, layers: int = 
 def batch_balancedness(phy2log: np.ndarray, shares: np.ndarray, ranks: int, sequences: float,
                        *, draws: int = DRAWS, seed: int = 0) -> float:
     """Mean balancedness of a layout over sampled batches of ``sequences`` sequences."""
-    from .experts import balancedness
-
     rng = np.random.default_rng(seed)
     n_eff = max(float(sequences), 1.0) * KAPPA
     shape = np.broadcast_to(n_eff * shares, (draws,) + shares.shape)
@@ -63,8 +63,6 @@ def expected_balancedness(experts: int, slots: int, ranks: int, sequences: float
                           hot_ratio: float = DEFAULT_HOT) -> float:
     """Balancedness xds's balancer achieves for ``slots`` slots on ``ranks`` EP ranks, averaged over
     layers and over batches of ``sequences`` sequences (cached)."""
-    from .experts import balance
-
     shares = long_run_shares(experts, hot_ratio)
     lay = balance(shares * 1e6, slots, ranks)
     return batch_balancedness(lay.phy2log, shares, ranks, round(sequences, 1))
