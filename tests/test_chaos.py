@@ -254,3 +254,16 @@ def test_kv_bandwidth_event_in_the_engine():
     placed, w = _setup()
     slow = build_report(simulate(placed, w, events=[KvBandwidth(0.0, 0, 0.01)]), placed, workload=w)
     assert slow["mean_ttft_ms"] > baseline()["mean_ttft_ms"]
+
+
+def test_overlapping_restarts_of_an_idle_decode_instance_finish():
+    """Regression: a die loss restarts decode 10 → 68 s, a glitch at 50 s pauses it again and every
+    prefill instance to 130 s. The decode instance came back idle with a wake-up time left from
+    before the first pause, and the main loop picked that past time forever (found by
+    test_invariants_over_random_scenarios)."""
+    placed, w = _setup()
+    events = [FaultEvent(at_s=10.0, fault="die_down", target="die:0"),
+              FaultEvent(at_s=50.0, fault="network_glitch", target="l2:1/4", duration_s=1.0)]
+    for policy in ("restart", "pd-failover"):
+        doc = run_chaos(placed, w, Scenario(ScenarioSpec(events=events), "<test>"), policy=policy)
+        assert doc["completed"] + doc["failed"] == doc["requests_total"] == len(w)

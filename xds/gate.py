@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from .spec.scenario import load_scenario
 from .errors import XdsError
 from .pipeline import chaos_plan, simulate_plan
 from .spec.fileio import check_output_path, write_text_atomic
 from .spec.plan import load_plan
+from .spec.scenario import load_scenario
 from .spec.suite import RESULT_FIELDS, CheckSpec, SuiteSpec, Threshold  # noqa: F401  (re-exported)
 from .spec.yamlio import load_yaml, validate
 

@@ -54,11 +54,11 @@ def random_scenario(placed, *, rate_per_1000_chip_days: float, hours: float, rng
             target = f"node:{int(rng.choice(nodes))}"
         elif kind == "link_down":
             node = int(rng.choice(nodes))
-            target = _random_link(topo, node, rng)
+            target = topo.family.random_link(node, rng)
             if target.startswith("node:"):
                 kind = "node_down"
         else:
-            target = _random_switch(topo, rng)
+            target = topo.family.random_switch(rng)
         if target in used:
             continue
         used.add(target)
@@ -70,22 +70,3 @@ def random_scenario(placed, *, rate_per_1000_chip_days: float, hours: float, rng
         return Scenario(ScenarioSpec.model_construct(name="random", events=[], recovery=None,
                                                      description="", source=""), path)
     return Scenario(ScenarioSpec(name="random", events=events), path)
-
-
-def _random_switch(topo, rng) -> str:
-    """A uniformly drawn UB L2 switch (CloudMatrix) or IB spine switch (rail fat-tree)."""
-    s = topo.summary()
-    if s["builder"] == "cloudmatrix":
-        return f"l2:{int(rng.integers(s['sub_planes']))}/{int(rng.integers(s['switches']['ub_l2'] // s['sub_planes']))}"
-    return f"spine:{int(rng.integers(max(s['switches'].get('ib_spine', 1), 1)))}"
-
-
-def _random_link(topo, node: int, rng) -> str:
-    """A uniformly drawn uplink of ``node`` to an L2 switch (CloudMatrix); on a rail fat-tree a host
-    NIC / cable loss takes the node off the fabric, so the node itself."""
-    s = topo.summary()
-    if s["builder"] == "cloudmatrix":
-        k = int(rng.integers(s["sub_planes"]))
-        j = int(rng.integers(s["switches"]["ub_l2"] // s["sub_planes"]))
-        return f"link:node:{node}-l2:{k}/{j}"
-    return f"node:{node}"

@@ -12,8 +12,15 @@ from per-operator rooflines; ``xds estimate`` and ``xds calibrate`` as functions
 
 from .costmodel import CostModel
 from .fabric import default_cluster, fabric_for
-from .layout import KV_DTYPES, WEIGHT_BYTES, Fabric, Layout, check_layout, combine_bytes_per_copy, \
-    dispatch_bytes_per_copy
+from .layout import (
+           KV_DTYPES,
+           WEIGHT_BYTES,
+           Fabric,
+           Layout,
+           check_layout,
+           combine_bytes_per_copy,
+           dispatch_bytes_per_copy,
+)
 
 __all__ = ["CostModel", "Fabric", "Layout", "KV_DTYPES", "WEIGHT_BYTES", "check_layout",
            "combine_bytes_per_copy", "default_cluster", "dispatch_bytes_per_copy", "fabric_for"]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import XdsError
-from ..imbalance import expected_balancedness
+from ..experts.imbalance import expected_balancedness
 from ..spec.cluster import MAX_DIES
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model

@@ -28,5 +28,5 @@ def fabric_for(cluster: str, hw: HardwareSpec, dies: int) -> Fabric:
     ids = np.arange(n)
     gb_s = float(topo.alltoall_gb_s(ids, plane="ub"))
     spans_nodes = len(np.unique(topo.die_node[ids])) > 1
-    plane = "scale_out" if spans_nodes and topo.builder != "cloudmatrix" else "scale_up"
+    plane = "scale_out" if spans_nodes and not topo.family.ub_spans_nodes else "scale_up"
     return Fabric(gb_s=gb_s, plane=plane)

@@ -21,8 +21,14 @@ import numpy as np
 
 from ..spec.hardware import HardwareSpec
 from ..spec.model import ModelSpec
-from .layout import WEIGHT_BYTES, Fabric, Layout, check_layout, combine_bytes_per_copy, \
-    dispatch_bytes_per_copy
+from .layout import (
+    WEIGHT_BYTES,
+    Fabric,
+    Layout,
+    check_layout,
+    combine_bytes_per_copy,
+    dispatch_bytes_per_copy,
+)
 
 
 def roofline_us(flops, bytes_, peak_flops, compute_eff, hbm_bps, mem_eff, launch_us):

@@ -57,6 +57,9 @@ class Decode(Actor):
 
     def start(self, sim, t: float) -> None:
         if not (self.pending or self.n.sum() > 0):
+            # nothing queued: a wake-up time left from before a pause would be in the past and
+            # stop the clock (the main loop would pick it forever); hand_off sets a new one
+            self.t_wake = math.inf
             return
         _admit(sim, self, t)
         if self.n.sum() <= 0:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..cost import CostModel, Fabric, Layout
 from ..experts import balance
-from ..imbalance import batch_balancedness, long_run_shares
+from ..experts.imbalance import batch_balancedness, long_run_shares
 from ..spec.hardware import HardwareSpec
 from ..spec.model import ModelSpec
 
@@ -88,7 +88,7 @@ def decode_groups(model: ModelSpec, hw: HardwareSpec, topo: Any,
                         yield f"DP{dies // tp} TP{tp} EP{dies}" + (f" ({sh} shared dies)" if sh else ""), \
                             dies // dpc, lay
     # MoE-attention disaggregation: MoE dies = routed (+ shared) experts, one per die
-    if model.is_moe and topo.builder == "cloudmatrix":
+    if model.is_moe and topo.family.ub_spans_nodes:
         for sh in shared_opts:
             moe = model.n_routed_experts + sh
             for domains in (1, 2, 3):

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..cost import CostModel, Fabric, Layout, fabric_for
 from ..experts import balance
-from ..imbalance import batch_balancedness
+from ..experts.imbalance import batch_balancedness
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model
 from ..spec.plan import LoadedPlan, PoolSpec

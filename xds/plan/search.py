@@ -19,7 +19,7 @@ import numpy as np
 
 from ..cost import Fabric, default_cluster, fabric_for
 from ..errors import XdsError
-from ..imbalance import DEFAULT_HOT
+from ..experts.imbalance import DEFAULT_HOT
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model
 from ..spec.plan import load_plan

@@ -24,8 +24,8 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from ..errors import XdsError
-from .yamlio import Strict, load_yaml, validate
 from . import resolve
+from .yamlio import Strict, load_yaml, validate
 
 # The topology families (xds.topology.builders); each has its spec rules in BUILDER_RULES below.
 Builder = Literal["cloudmatrix", "rail-fat-tree"]

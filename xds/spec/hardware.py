@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat
 
-from .yamlio import Strict, load_yaml, validate
 from . import resolve
+from .yamlio import Strict, load_yaml, validate
 
 Quant = Literal["w8a8", "fp8", "bf16"]
 
