@@ -304,7 +304,7 @@ def test_missing_file_folder_and_size_cap(tmp_path, monkeypatch):
         read_trace(tmp_path / "nope.csv")
     with pytest.raises(XdsError, match="folder"):
         read_trace(tmp_path)
-    monkeypatch.setattr(wl, "MAX_TRACE_BYTES", 1000)
+    monkeypatch.setattr(wl.lines, "MAX_TRACE_BYTES", 1000)  # read where check_file looks it up
     with pytest.raises(XdsError, match="at most") as ei:
         read_trace(TRACES / "azure_llm_2023_code.csv")
     assert ei.value.file.endswith("azure_llm_2023_code.csv")
