@@ -110,31 +110,14 @@ def _prefix_hits_infinite(off: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def _prefix_hits_lru(off: np.ndarray, ids: np.ndarray, capacity: int) -> np.ndarray:
-    """Leading hits per request through an LRU of ``capacity`` blocks (OrderedDict replay; the
-    hot loop is kept free of attribute lookups)."""
-    cache = PrefixCache(capacity)
-    lru = cache._lru
-    move = lru.move_to_end
-    pop = lru.popitem
+    """Leading hits per request through an LRU of ``capacity`` blocks (replayed request by request
+    through :class:`PrefixCache`)."""
+    access = PrefixCache(capacity).access
     ids_l = ids.tolist()
     off_l = off.tolist()
     out = array("q", bytes(8 * (len(off_l) - 1)))
     for r in range(len(off_l) - 1):
-        chain = ids_l[off_l[r]:off_l[r + 1]]
-        h = 0
-        for b in chain:
-            if b in lru:
-                h += 1
-            else:
-                break
-        out[r] = h
-        for b in reversed(chain):
-            if b in lru:
-                move(b)
-            else:
-                lru[b] = None
-        while len(lru) > capacity:
-            pop(last=False)
+        out[r] = access(ids_l[off_l[r]:off_l[r + 1]])
     return np.frombuffer(out, dtype=np.int64).copy()
 
 
