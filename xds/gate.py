@@ -179,7 +179,7 @@ def run_check(job: dict[str, Any]) -> CheckResult:
     from .plan import place
     from .report import build_report
     from .spec.plan import load_plan
-    from .workload import load_workload
+    from .workload import load_workload, plan_workload
 
     t0 = time.perf_counter()
     try:
@@ -187,7 +187,7 @@ def run_check(job: dict[str, Any]) -> CheckResult:
         if job["workload"] is not None:
             w = load_workload(WorkloadSpec.model_validate(job["workload"]), base_dir=None, seed=job["seed"])
         elif loaded.spec.workload is not None:
-            w = loaded.load_workload(seed=job["seed"])
+            w = plan_workload(loaded, seed=job["seed"])
         else:
             raise XdsError("the check has no workload and the plan has no workload: block", file=job["plan"])
         placed = place(loaded)

@@ -17,6 +17,7 @@ from .errors import XdsError
 from .spec.model import ModelSpec
 from .spec.hardware import HardwareSpec
 from .spec.plan import LoadedPlan, PlanSpec, PoolSpec, load_plan
+from .workload import plan_workload
 
 
 @dataclass
@@ -258,7 +259,7 @@ def workload_lengths(loaded: LoadedPlan) -> dict[str, Any]:
                 "output_len": float(DEFAULT_LENGTHS[1]), "rate_rps": None}
 
     try:
-        w = loaded.load_workload(seed=0)
+        w = plan_workload(loaded, seed=0)
     except XdsError as exc:
         raise exc.at(file=loaded.path, where="workload") from None
     s = w.summary()
