@@ -189,12 +189,6 @@ class LoadedPlan:
         self.path = path
         self.base_dir = Path(path).resolve().parent
 
-    def load_workload(self, seed: int = 0):
-        """Deprecated: use :func:`xds.workload.plan_workload` (spec must not import workload)."""
-        from ..workload import plan_workload
-
-        return plan_workload(self, seed=seed)
-
     def workload_error(self, exc: XdsError, trace: str | None) -> XdsError:
         """Re-locate a "trace not found" error from the plan's workload block onto the plan file."""
         if trace is None or "not found" not in exc.message:
