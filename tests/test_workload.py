@@ -24,12 +24,14 @@ from xds.workload import (
     cached_tokens,
     detect_format,
     load_workload,
+    plan_workload,
     loop_to_duration,
     prefix_cache_stats,
     rate_scale,
     read_trace,
     synthetic,
 )
+from xds.spec.plan import load_plan
 from xds.spec.yamlio import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -440,6 +442,24 @@ def test_load_workload_trace_paths(tmp_path, monkeypatch):
     assert ei.value.file == "missing.csv"
     with pytest.raises(XdsError, match="use rate_scale"):
         load_workload(WorkloadSpec(trace="azure_llm_2023_conv.csv", rate_rps=2.0))
+
+
+def test_plan_workload_resolves_from_the_plan_and_blames_its_trace_line(tmp_path):
+    src = ROOT / "fixtures" / "plans" / "dp_not_dies.yaml"
+    plan = load_plan(src)
+    w = plan_workload(plan, seed=0)
+    assert w.name == "azure_llm_2023_conv" and w.span_s < 300
+    moved = tmp_path / "plan.yaml"            # a copied plan whose relative trace no longer resolves
+    moved.write_text(src.read_text())
+    with pytest.raises(XdsError, match="relative paths resolve from the plan's folder") as ei:
+        plan_workload(load_plan(moved))
+    assert ei.value.file == str(moved) and ei.value.where == "workload.trace"
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("\n".join(ln for ln in src.read_text().splitlines()
+                              if not ln.startswith(("workload:", "  trace:", "  duration_s:"))))
+    with pytest.raises(XdsError, match="no workload: block") as ei:
+        plan_workload(load_plan(bare))
+    assert ei.value.where == "workload"
 
 
 def test_load_workload_duration_loops_and_truncates():
