@@ -14,8 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xds.errors import XdsError
 from xds import workload as wl
+from xds.errors import XdsError
+from xds.spec.plan import load_plan
+from xds.spec.yamlio import validate
 from xds.workload import (
     LengthDist,
     PrefixCache,
@@ -24,15 +26,13 @@ from xds.workload import (
     cached_tokens,
     detect_format,
     load_workload,
-    plan_workload,
     loop_to_duration,
+    plan_workload,
     prefix_cache_stats,
     rate_scale,
     read_trace,
     synthetic,
 )
-from xds.spec.plan import load_plan
-from xds.spec.yamlio import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "fixtures" / "traces"

@@ -11,8 +11,15 @@ distributions), :mod:`.prefix_cache` (LRU replay of block chains) and :mod:`.loa
 plan's ``workload:`` block to a workload). The input types live in :mod:`xds.spec.workload`.
 """
 
-from ..spec.workload import (FORMATS, MAX_INPUT_LEN, MAX_OUTPUT_LEN, MAX_REQUESTS, Format,
-                             LengthDist, WorkloadSpec)
+from ..spec.workload import (
+    FORMATS,
+    MAX_INPUT_LEN,
+    MAX_OUTPUT_LEN,
+    MAX_REQUESTS,
+    Format,
+    LengthDist,
+    WorkloadSpec,
+)
 from .core import DEFAULT_BLOCK_TOKENS, Workload
 from .csvtable import Column, CsvFormat
 from .lines import MAX_TRACE_BYTES

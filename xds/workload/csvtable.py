@@ -19,8 +19,16 @@ import numpy as np
 
 from ..errors import XdsError
 from ..spec.workload import MAX_INPUT_LEN
-from .lines import (check_file, column_index, float_field, header, int_field, lines, no_rows,
-                    split_csv)
+from .lines import (
+    check_file,
+    column_index,
+    float_field,
+    header,
+    int_field,
+    no_rows,
+    read_lines,
+    split_csv,
+)
 
 Kind = Literal["tokens", "seconds", "timestamp"]
 
@@ -165,7 +173,7 @@ def read_columns(path: Path, fmt: CsvFormat) -> tuple[dict[str, np.ndarray], int
 
     Token columns are int64, a ``seconds`` column float64 as in the file, a ``timestamp`` column
     float64 seconds since its earliest row. Rows are kept in file order."""
-    rows = lines(path)
+    rows = read_lines(path)
     cols = header(path, rows)
     # The time column is looked up first, so a header lacking several columns names it.
     lookup = sorted(fmt.columns, key=lambda c: c.kind == "tokens")
@@ -214,4 +222,4 @@ def read_int_column(path: Path, column: str, *, lo: int, hi: int) -> np.ndarray:
 def header_of(path: Path) -> list[str]:
     """The column names of a CSV file."""
     check_file(path)
-    return header(path, lines(path))
+    return header(path, read_lines(path))

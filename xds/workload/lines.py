@@ -30,7 +30,7 @@ def check_file(path: Path) -> None:
         raise XdsError("trace file is empty", file=str(path))
 
 
-def lines(path: Path) -> Iterator[tuple[int, str]]:
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, text without newline)`` for non-blank lines, decoding UTF-8 per line so
     binary garbage is reported at its line."""
     try:

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import XdsError
 from ..spec.workload import MAX_INPUT_LEN, MAX_OUTPUT_LEN
 from .core import DEFAULT_BLOCK_TOKENS, Workload, csr_take, is_sorted
-from .lines import lines, range_error
+from .lines import range_error, read_lines
 
 MOONCAKE_BUCKET_S = 3.0  # quantisation step of the public Mooncake conversation trace (s)
 
@@ -94,7 +94,7 @@ def read_mooncake(path: Path, *, spread_buckets: bool | None = None,
     """Read a Mooncake JSONL trace (see the module doc); ``spread_buckets`` None = auto-detect."""
     ts, inp, out, offsets, ids = array("d"), array("q"), array("q"), array("q", [0]), array("q")
     any_blocks = False
-    for lineno, text in lines(path):
+    for lineno, text in read_lines(path):
         d = _row(text, path, lineno)
         t = _timestamp_ms(d, path, lineno)
         a = _json_int(d, FIELDS["input"], path=path, lineno=lineno, lo=1, hi=MAX_INPUT_LEN)

@@ -25,7 +25,7 @@ from ..errors import XdsError
 from ..spec.workload import FORMATS, MAX_INPUT_LEN, MAX_OUTPUT_LEN
 from .core import Workload, finish
 from .csvtable import Column, CsvFormat, read_columns
-from .lines import check_file, lines, split_csv
+from .lines import check_file, read_lines, split_csv
 from .mooncake import read_mooncake
 from .synthetic import arrival_times
 
@@ -52,7 +52,7 @@ def detect_format(path: str | Path) -> str:
     """Guess the trace format from its first line (and extension): one of ``FORMATS``."""
     p = Path(path)
     check_file(p)
-    for lineno, text in lines(p):
+    for lineno, text in read_lines(p):
         stripped = text.lstrip()
         if stripped.startswith("{") or p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             return "mooncake"
