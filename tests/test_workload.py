@@ -639,3 +639,52 @@ def test_prefix_cache_errors(conv, mc_head):
         cached_tokens(conv, 100)
     with pytest.raises(XdsError, match="capacity_blocks"):
         cached_tokens(mc_head, -1)
+
+
+# ------------------------------------------------------------------ package structure
+
+
+def test_each_csv_column_map_is_detected_from_its_header(tmp_path):
+    for fmt in wl.CSV_FORMATS:
+        p = tmp_path / f"{fmt.name}.csv"
+        p.write_text(",".join(["extra", *sorted(fmt.headers)]) + "\n")
+        assert detect_format(p) == fmt.name
+
+
+def test_workload_modules_import_one_way():
+    """xds.spec.workload knows nothing of xds.workload; xds.workload's modules import only the spec
+    layer, xds.errors and each other without a circle, all at module top."""
+    import ast
+
+    pkg = ROOT / "xds" / "workload"
+    spec = ast.parse((ROOT / "xds" / "spec" / "workload.py").read_text())
+    assert not [n for n in ast.walk(spec) if isinstance(n, ast.ImportFrom)
+                and (n.module or "").startswith("..workload")]
+    deps: dict[str, set[str]] = {}
+    for f in pkg.glob("*.py"):
+        tree = ast.parse(f.read_text())
+        top = {id(n) for n in tree.body}
+        deps[f.stem] = set()
+        for n in ast.walk(tree):
+            if not isinstance(n, ast.ImportFrom) or n.level == 0:
+                continue
+            assert id(n) in top, f"{f.name}:{n.lineno} imports inside a function"
+            if n.level == 1 and n.module:
+                deps[f.stem].add(n.module.split(".")[0])
+            else:
+                assert n.level == 2 and n.module.split(".")[0] in ("spec", "errors"), \
+                    f"{f.name}:{n.lineno} imports xds.{n.module}"
+    seen: set[str] = set()
+
+    def visit(m: str, path: tuple[str, ...]) -> None:
+        assert m not in path, f"import circle {' -> '.join(path + (m,))}"
+        if m in seen:
+            return
+        for d in deps.get(m, ()):
+            visit(d, path + (m,))
+        seen.add(m)
+
+    for m in deps:
+        if m != "__init__":
+            visit(m, ())
+    assert not any("__init__" in d for d in deps.values())
