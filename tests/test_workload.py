@@ -5,6 +5,7 @@ Reference figures come from /work/shared/traces/STATS.md (computed independently
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from pathlib import Path
@@ -654,8 +655,6 @@ def test_each_csv_column_map_is_detected_from_its_header(tmp_path):
 def test_workload_modules_import_one_way():
     """xds.spec.workload knows nothing of xds.workload; xds.workload's modules import only the spec
     layer, xds.errors and each other without a circle, all at module top."""
-    import ast
-
     pkg = ROOT / "xds" / "workload"
     spec = ast.parse((ROOT / "xds" / "spec" / "workload.py").read_text())
     assert not [n for n in ast.walk(spec) if isinstance(n, ast.ImportFrom)
