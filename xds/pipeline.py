@@ -43,8 +43,9 @@ from .report import (
 )
 from .spec.fileio import check_output_path, check_plot_path, write_text_atomic
 from .spec.plan import LoadedPlan, load_plan
+from .spec.workload import WorkloadSpec
 from .spec.yamlio import validate
-from .workload import Workload, WorkloadSpec, load_workload
+from .workload import Workload, load_workload
 
 _DIST_EXAMPLE = "{dist: lognormal, mean: 1000, sigma: 1}"
 

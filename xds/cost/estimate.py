@@ -19,7 +19,7 @@ from ..experts.imbalance import expected_balancedness
 from ..spec.cluster import MAX_DIES
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model
-from ..workload import MAX_INPUT_LEN
+from ..spec.workload import MAX_INPUT_LEN
 from .costmodel import CostModel
 from .fabric import default_cluster, fabric_for
 from .layout import Fabric, Layout

@@ -15,6 +15,7 @@ from ..experts.imbalance import DEFAULT_HOT, long_run_shares
 from ..spec.hardware import HardwareSpec
 from ..spec.model import ModelSpec
 from ..spec.plan import LoadedPlan
+from ..workload import plan_workload
 
 DEFAULT_LENGTHS = (4096, 256)   # (input, output) tokens when a plan has no workload (CMv2 §5.2 decode)
 
@@ -59,7 +60,7 @@ def workload_lengths(loaded: LoadedPlan) -> dict[str, Any]:
                 "output_len": float(DEFAULT_LENGTHS[1]), "rate_rps": None}
 
     try:
-        w = loaded.load_workload(seed=0)
+        w = plan_workload(loaded, seed=0)
     except XdsError as exc:
         raise exc.at(file=loaded.path, where="workload") from None
     s = w.summary()

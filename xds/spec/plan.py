@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from ..errors import XdsError
-from ..workload import WorkloadSpec
+from .workload import WorkloadSpec
 from .yamlio import Strict, load_yaml, validate
 
 Role = Literal["prefill", "decode"]
@@ -188,21 +188,6 @@ class LoadedPlan:
         self.spec = spec
         self.path = path
         self.base_dir = Path(path).resolve().parent
-
-    def load_workload(self, seed: int = 0):
-        """The plan's own ``workload:`` block as a :class:`~xds.workload.Workload`; a trace path that
-        does not resolve is reported against the plan file (``workload.trace``), since that is what
-        the user edits (e.g. after copying a plan to another folder)."""
-        from ..workload import load_workload
-
-        spec = self.spec.workload
-        if spec is None:
-            raise XdsError("the plan has no workload: block; give --trace FILE or synthetic flags",
-                           file=self.path, where="workload")
-        try:
-            return load_workload(spec, base_dir=self.base_dir, seed=seed)
-        except XdsError as exc:
-            raise self.workload_error(exc, spec.trace) from None
 
     def workload_error(self, exc: XdsError, trace: str | None) -> XdsError:
         """Re-locate a "trace not found" error from the plan's workload block onto the plan file."""

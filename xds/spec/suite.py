@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..workload import WorkloadSpec
+from .workload import WorkloadSpec
 from .yamlio import Strict
 
 # Numeric result fields a check may constrain (simulate document; chaos adds the last group).
