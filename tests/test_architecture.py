@@ -22,6 +22,7 @@ LAYERS = [
     {"engine"},
     {"chaos"},
     {"report"},
+    {"parallel"},
     {"pipeline"},
     {"gate"},
     {"cli"},

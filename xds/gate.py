@@ -21,15 +21,14 @@ dotted (``slo.windows_violated``, ``recomputed.requests``).
 from __future__ import annotations
 
 import math
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from .errors import XdsError
+from .parallel import Executor
 from .pipeline import chaos_plan, simulate_plan
 from .spec.fileio import check_output_path, write_text_atomic
 from .spec.plan import load_plan
@@ -130,19 +129,18 @@ def run_check(job: dict[str, Any]) -> CheckResult:
     return CheckResult(job["name"], not violations, time.perf_counter() - t0, measured, violations, job["expect"])
 
 
-def run_gate(suite_path: str, *, junit: str | None = None, workers: int | None = None) -> dict[str, Any]:
-    """``xds gate`` as a function: the result document (and the JUnit file)."""
+def run_gate(suite_path: str, *, junit: str | None = None, workers: int | None = None,
+             ray: str | None = None) -> dict[str, Any]:
+    """``xds gate`` as a function: the result document (and the JUnit file). Checks run on the
+    executor (``workers`` local processes, default all cores, or a Ray cluster)."""
     check_output_path(junit, "--junit")
+    executor = Executor(workers=workers, ray=ray)
     suite, jobs = load_suite(suite_path)
-    if workers is not None and workers < 1:
-        raise XdsError(f"must be >= 1 (got {workers})", file="--workers")
-    n = min(workers or (os.cpu_count() or 1), len(jobs))
     t0 = time.perf_counter()
-    if n > 1:
-        with ProcessPoolExecutor(max_workers=n) as ex:
-            results = list(ex.map(run_check, jobs))
-    else:
-        results = [run_check(j) for j in jobs]
+    outcomes = sorted(executor.map(run_check, jobs, batch=1), key=lambda o: o.index)
+    results = [o.value if o.error is None else
+               CheckResult(jobs[o.index]["name"], False, 0.0, {}, [], jobs[o.index]["expect"],
+                           error=o.error) for o in outcomes]
     doc = {
         "suite": suite.name or Path(suite_path).stem,
         "checks": [{"name": r.name, "passed": r.passed, "seconds": round(r.seconds, 3),

@@ -29,6 +29,7 @@ import yaml
 from .chaos import POLICIES, Scenario, compile_events, load_scenario, random_scenario, recovery_params
 from .engine import SimResult, simulate
 from .errors import XdsError
+from .parallel import Executor
 from .plan import place
 from .report import (
     build_report,
@@ -213,10 +214,14 @@ def simulate_plan(plan: str | LoadedPlan, *, workload: dict[str, Any] | None = N
 def chaos_plan(plan: str | LoadedPlan, *, scenario: str | None = None, policy: str | None = None,
                random: bool = False, rate_per_1000_chip_days: float | None = None,
                hours: float | None = None, trials: int = 10, workload: dict[str, Any] | None = None,
-               seed: int = 0, plot: str | None = None, **options: Any) -> dict[str, Any]:
+               seed: int = 0, plot: str | None = None, workers: int | None = None,
+               ray: str | None = None, progress: Callable[[int, int], None] | None = None,
+               **options: Any) -> dict[str, Any]:
     """``xds chaos`` as a function: the result document of one scenario (``scenario`` file) or of
-    ``trials`` random fault timelines (``random``: ``rate_per_1000_chip_days`` over ``hours`` h)."""
+    ``trials`` random fault timelines (``random``: ``rate_per_1000_chip_days`` over ``hours`` h),
+    run on ``workers`` local processes (default all cores) or a Ray cluster (``ray``)."""
     _check_seed(seed)
+    executor = Executor(workers=workers, ray=ray)
     check_plot_path(plot)
     if random:
         if scenario:
@@ -237,7 +242,8 @@ def chaos_plan(plan: str | LoadedPlan, *, scenario: str | None = None, policy: s
     placed = place(loaded)
     if random:
         return run_random(placed, w, rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
-                          trials=trials, policy=policy, seed=seed)
+                          trials=trials, policy=policy, seed=seed, progress=progress,
+                          executor=executor)
     doc = run_chaos(placed, w, load_scenario(scenario), policy=policy, seed=seed)
     if plot:
         write_timeline_plot(doc, plot)
@@ -262,31 +268,40 @@ def run_chaos(placed, workload, scenario: Scenario, *, policy: str | None = None
     return chaos_report(res, placed, workload, scenario, params, records)
 
 
+def _trial(cell: tuple) -> dict[str, Any]:
+    """One random-chaos trial (a cell for the executor): its SLO attainment and failures."""
+    placed, workload, scenario, policy, seed = cell
+    return trial_outcome(run_chaos(placed, workload, scenario, policy=policy, seed=seed))
+
+
 def run_random(placed, workload, *, rate_per_1000_chip_days: float, hours: float, trials: int,
-               policy: str | None = None, seed: int = 0) -> dict[str, Any]:
+               policy: str | None = None, seed: int = 0, executor: Executor | None = None,
+               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Monte Carlo over ``trials`` random fault timelines of ``hours`` at ``rate_per_1000_chip_days``:
-    distribution of SLO attainment and failed requests (one policy, or every policy with ``"all"``)."""
+    distribution of SLO attainment and failed requests (one policy, or every policy with ``"all"``).
+    Timelines are drawn here from ``seed``; the trials run on ``executor`` (default: in this
+    process), so the result is the same on every backend."""
     if trials < 1 or trials > 10_000:
         raise XdsError(f"must be 1..10000 (got {trials})", file="--trials")
     pols = POLICIES if policy == "all" else (policy or placed.spec.recovery.policy,)
     rng = np.random.default_rng(seed)
     scenarios = [random_scenario(placed, rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
                                  rng=rng) for _ in range(trials)]
+    cells = [(placed, workload, sc, pol, seed) for pol in pols for sc in scenarios if sc.spec.events]
+    runs = sorted((executor or Executor(workers=1)).map(_trial, cells, progress=progress),
+                  key=lambda o: o.index)
+    bad = next((o.error for o in runs if o.error is not None), None)
+    if bad is not None:
+        raise XdsError(bad)
     quiet: dict[str, Any] | None = None      # a trial with no fault: one fault-free run serves all
-    stats = {}
-    for pol in pols:
-        outcomes = []
-        for sc in scenarios:
-            if not sc.spec.events:
-                if quiet is None:
-                    quiet = build_report(simulate(placed, workload, seed=seed), placed, workload=workload,
-                                         timeline=False)
-                    quiet["recomputed"] = {"requests": quiet["recomputed_requests"]}
-                doc = quiet
-            else:
-                doc = run_chaos(placed, workload, sc, policy=pol, seed=seed)
-            outcomes.append(trial_outcome(doc))
-        stats[pol] = trials_stats(outcomes, placed.spec.slo.attainment)
+    if any(not sc.spec.events for sc in scenarios):
+        doc = build_report(simulate(placed, workload, seed=seed), placed, workload=workload,
+                           timeline=False)
+        doc["recomputed"] = {"requests": doc["recomputed_requests"]}
+        quiet = trial_outcome(doc)
+    done = iter(o.value for o in runs)
+    stats = {pol: trials_stats([next(done) if sc.spec.events else quiet for sc in scenarios],
+                               placed.spec.slo.attainment) for pol in pols}
     return random_report(placed, rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
                          trials=trials, seed=seed, faults_per_trial=[len(s.spec.events) for s in scenarios],
                          stats=stats)

@@ -56,6 +56,8 @@ def register(app: typer.Typer) -> None:
         rate_per_1000_chip_days: Optional[float] = typer.Option(None, "--rate-per-1000-chip-days", help="--random: faults per 1000 chip-days (Llama 3: 0.47)."),
         hours: Optional[float] = typer.Option(None, "--hours", help="--random: hours of traffic per trial."),
         trials: int = typer.Option(10, "--trials", help="--random: number of timelines."),
+        workers: Optional[int] = opts.WORKERS,
+        ray: Optional[str] = opts.RAY,
         trace: Optional[str] = opts.TRACE,
         fmt: str = opts.FORMAT,
         rate_scale: Optional[float] = opts.RATE_SCALE,
@@ -76,7 +78,8 @@ def register(app: typer.Typer) -> None:
         check_output_path(out, "--out")
         doc = chaos_plan(plan, scenario=scenario, policy=policy, seed=seed, random=random,
                          rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
-                         trials=trials, plot=plot, **opts.workload_options(locals()))
+                         trials=trials, plot=plot, workers=workers, ray=ray,
+                         **opts.workload_options(locals()))
         code = 0 if doc["passed"] else 1
         if json_out:
             emit_json(doc, out)

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from ..gate import run_gate
+from . import options as opts
 from .output import console, emit_json
 
 
@@ -33,11 +34,12 @@ def register(app: typer.Typer) -> None:
     def gate_cmd(
         suite: str = typer.Argument(..., help="Suite YAML (checks: [...])."),
         junit: Optional[str] = typer.Option(None, "--junit", help="Write a JUnit XML report here (atomically)."),
-        workers: Optional[int] = typer.Option(None, "--workers", help="Parallel worker processes (default: cores)."),
+        workers: Optional[int] = opts.WORKERS,
+        ray: Optional[str] = opts.RAY,
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
 
-        doc = run_gate(suite, junit=junit, workers=workers)
+        doc = run_gate(suite, junit=junit, workers=workers, ray=ray)
         code = 0 if doc["passed"] else 1
         if json_out:
             emit_json(doc)

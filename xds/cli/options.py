@@ -25,6 +25,8 @@ OUTPUT_DIST = typer.Option(None, "--output-dist", help="Output length distributi
 SEED = typer.Option(0, "--seed", help="Seed of synthetic workloads and random draws (same seed, same bytes).")
 JSON = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 OUT = typer.Option(None, "--out", help="Write the JSON document to this file (atomically).")
+WORKERS = typer.Option(None, "--workers", help="Local worker processes for the runs (default: all cores; 1: in this process).")
+RAY = typer.Option(None, "--ray", help="Run on Ray instead: auto (join a running cluster), local (start a private one) or HOST:PORT (pip install 'xds[ray]').")
 
 _WORKLOAD_KEYS = tuple(f.name for f in fields(WorkloadOptions))
 
