@@ -24,7 +24,7 @@ LAYERS = [
     {"report"},
     {"parallel"},
     {"pipeline"},
-    {"gate"},
+    {"gate", "sweep"},
     {"cli"},
 ]
 OPTIONAL = {"matplotlib", "ray"}          # may be imported inside functions

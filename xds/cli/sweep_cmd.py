@@ -1,0 +1,120 @@
+"""``xds sweep``: run a declarative grid (plan/workload fields × scenario × policy × seed) on the
+executor, with a resumable ``--cache``; print the table and the best cell per objective."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..parallel import Executor
+from ..spec.fileio import check_output_path, check_plot_path, write_text_atomic
+from ..sweep import csv_text, load_sweep, run_sweep, write_plot
+from ..sweep.table import check_plot_args
+from . import options as opts
+from .output import console, emit_json, err_console, write_out
+
+
+def _progress(enabled: bool, parallel: int):
+    """Rich progress on stderr (done / running / failed, ETA); none without a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        return None, lambda: None
+    prog = Progress(TextColumn("sweep"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total} cells, {task.fields[running]} running, "
+                               "{task.fields[failed]} failed"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=err_console(), transient=True)
+    state: dict[str, Any] = {"task": None}
+
+    def cb(done: int, total: int, failed: int) -> None:
+        if state["task"] is None:
+            prog.start()
+            state["task"] = prog.add_task("sweep", total=total, running=0, failed=0)
+        prog.update(state["task"], completed=done, failed=failed,
+                    running=min(parallel, total - done))
+
+    return cb, prog.stop
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _render(doc: dict[str, Any]) -> None:
+    c = console()
+    s = doc["summary"]
+    t = Table(title=f"xds sweep: {doc['name']} ({doc['run']}, {s['cells']} cells)")
+    for col in ("cell", *doc["axes"], *doc["collect"], "error"):
+        t.add_column(col, justify="left" if col in ("error",) else "right")
+    for row in doc["rows"]:
+        res = row["result"] or {}
+        t.add_row(str(row["cell"]), *(_fmt(row["axes"][a]) for a in doc["axes"]),
+                  *(_fmt(res.get(f)) for f in doc["collect"]), row["error"] or "")
+    c.print(t)
+    b = Table(title="best cell per objective")
+    for col in ("objective", "value", "cell", "axes"):
+        b.add_column(col)
+    for key, best in doc["best"].items():
+        if best is None:
+            b.add_row(key, "-", "-", "no cell has a value")
+            continue
+        b.add_row(f"{best['goal']} {key}", _fmt(best["value"]), str(best["cell"]),
+                  ", ".join(f"{a}={_fmt(v)}" for a, v in best["axes"].items()))
+    if doc["best"]:
+        c.print(b)
+    c.print(f"{s['completed']} completed, {s['failed']} failed, {s['cached']} cached "
+            f"({s['computed']} computed this run)")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        "sweep",
+        help="Run a grid of plan/workload fields, fault scenarios, policies and seeds (SWEEP.yaml: base, "
+        "axes, run: simulate|chaos|estimate, collect) on local processes or Ray; one row per cell, the "
+        "best cell per objective. --cache DIR makes it resumable. Exit 0 when every cell ran, 1 if "
+        "any cell failed, 2 on bad input.\n\n"
+        "Example: xds sweep sweeps/pd-batch-rate.yaml --cache .sweep-cache --csv pd.csv",
+    )
+    def sweep_cmd(
+        sweep: str = typer.Argument(..., help="Sweep YAML (base, axes, run, collect)."),
+        cache: Optional[str] = typer.Option(None, "--cache", help="Folder of finished cells (one JSON per cell, keyed by a hash of its inputs); a re-run computes only the missing ones."),
+        workers: Optional[int] = opts.WORKERS,
+        ray: Optional[str] = opts.RAY,
+        json_out: bool = opts.JSON,
+        out: Optional[str] = opts.OUT,
+        csv_out: Optional[str] = typer.Option(None, "--csv", help="Write the table as CSV (axes, fields, error) to this file (atomically)."),
+        plot: Optional[str] = typer.Option(None, "--plot", help="Plot a collected field against an axis to FILE.png|svg|pdf (matplotlib)."),
+        x: Optional[str] = typer.Option(None, "--x", help="--plot: the axis on the x axis (default: the first axis)."),
+        y: Optional[str] = typer.Option(None, "--y", help="--plot: the collected field on the y axis (default: the first)."),
+    ) -> None:
+        check_output_path(out, "--out")
+        check_output_path(csv_out, "--csv")
+        check_plot_path(plot)
+        executor = Executor(workers=workers, ray=ray)
+        loaded = load_sweep(sweep)
+        if plot:
+            x, y = check_plot_args(list(loaded.axes), loaded.spec.fields, x, y)
+        cb, close = _progress(not json_out, workers or os.cpu_count() or 1)
+        try:
+            doc = run_sweep(loaded, executor=executor, cache=cache, progress=cb)
+        finally:
+            close()
+        if csv_out:
+            write_text_atomic(csv_out, csv_text(doc))
+        if plot:
+            write_plot(doc, plot, x, y)
+        code = 1 if doc["summary"]["failed"] else 0
+        if json_out:
+            emit_json(doc, out)
+            raise typer.Exit(code)
+        write_out(doc, out)
+        _render(doc)
+        raise typer.Exit(code)
