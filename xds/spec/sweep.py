@@ -27,8 +27,9 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
+from ..errors import XdsError
 from .suite import RESULT_FIELDS
 from .workload import WorkloadSpec
 from .yamlio import Strict
@@ -111,25 +112,6 @@ class SweepSpec(Strict):
             raise ValueError(f"the axes make {n:,} cells; at most {MAX_CELLS:,} are accepted")
         return v
 
-    @model_validator(mode="after")
-    def _fields(self) -> "SweepSpec":
-        allowed = FIELDS[self.run]
-        for i, key in enumerate(self.collect or ()):
-            if key not in allowed:
-                raise ValueError(f"collect[{i}]: {_unknown(key, allowed, f'{self.run} result field')} "
-                                 f"(allowed: {', '.join(allowed)})")
-        if self.collect is not None and len(set(self.collect)) != len(self.collect):
-            raise ValueError("collect lists a field twice")
-        for key in self.objectives or {}:
-            if key not in self.fields:
-                raise ValueError(f"objectives: {_unknown(key, tuple(self.fields), 'collected field')} "
-                                 f"(an objective must be one of the collect: fields)")
-        if self.run != "chaos":
-            for key in ("scenario", "policy"):
-                if key in self.axes or getattr(self.base, key) is not None:
-                    raise ValueError(f"{key} applies to run: chaos (this sweep runs {self.run})")
-        return self
-
     @property
     def fields(self) -> list[str]:
         """The collected fields (``collect:`` or the run kind's defaults)."""
@@ -141,3 +123,27 @@ class SweepSpec(Strict):
         if self.objectives is not None:
             return dict(self.objectives)
         return {k: g for k, g in DEFAULT_OBJECTIVES[self.run].items() if k in self.fields}
+
+
+def check_fields(spec: SweepSpec, file: str) -> None:
+    """``collect`` names fields the run kind produces, objectives name collected fields, and
+    scenario / policy appear only in chaos sweeps; errors name the entry."""
+    allowed = FIELDS[spec.run]
+    seen: set[str] = set()
+    for i, key in enumerate(spec.collect or ()):
+        if key not in allowed:
+            raise XdsError(f"{_unknown(key, allowed, f'{spec.run} result field')} "
+                           f"(allowed: {', '.join(allowed)})", file=file, where=f"collect[{i}]")
+        if key in seen:
+            raise XdsError(f"{key!r} is listed twice", file=file, where=f"collect[{i}]")
+        seen.add(key)
+    for key in spec.objectives or {}:
+        if key not in spec.fields:
+            raise XdsError(f"{_unknown(key, tuple(spec.fields), 'collected field')} (an objective "
+                           f"must be one of: {', '.join(spec.fields)})", file=file,
+                           where=f"objectives.{key}")
+    if spec.run != "chaos":
+        for key in ("scenario", "policy"):
+            if key in spec.axes or getattr(spec.base, key) is not None:
+                raise XdsError(f"{key} applies to run: chaos (this sweep runs {spec.run})", file=file,
+                               where=f"axes.{key}" if key in spec.axes else f"base.{key}")

@@ -22,7 +22,7 @@ from .. import __version__
 from ..errors import XdsError
 from ..spec.plan import PlanSpec, load_plan
 from ..spec.scenario import load_scenario
-from ..spec.sweep import SPECIAL_AXES, SweepSpec
+from ..spec.sweep import SPECIAL_AXES, SweepSpec, check_fields
 from ..spec.workload import WorkloadSpec
 from ..spec.yamlio import describe_validation_error, load_yaml, read_bytes, validate
 
@@ -99,11 +99,14 @@ def check_path(key: str, plan: dict[str, Any], file: str) -> None:
                            file=file, where=f"axes.{key}")
         _walk(WorkloadSpec, parts[1:], key, file)
     else:
-        try:
-            _walk(PlanSpec, parts, key, file)
-        except XdsError as exc:
-            raise XdsError(exc.message + "; other axes: workload.FIELD, scenario, policy, seed",
-                           file=file, where=f"axes.{key}") from None
+        if parts[0] not in PlanSpec.model_fields:
+            names = tuple(PlanSpec.model_fields) + SPECIAL_AXES
+            hint = difflib.get_close_matches(parts[0], names, n=1)
+            raise XdsError(f"unknown field {parts[0]!r}" + (f"; did you mean {hint[0]!r}?" if hint
+                           else "") + " (axes: a plan field such as pools.decode.batch_per_die or "
+                           "slo.tpot_ms, workload.FIELD, scenario, policy, seed)",
+                           file=file, where=f"axes.{key}")
+        _walk(PlanSpec, parts, key, file)
 
 
 def _set(d: dict[str, Any], parts: list[str], value: Any) -> None:
@@ -219,6 +222,7 @@ def load_sweep(path: str | Path) -> Sweep:
     """Validate a sweep and everything it names, and expand its cells (nothing runs)."""
     file = str(path)
     spec = validate(SweepSpec, load_yaml(path, what="sweep"), file=file)
+    check_fields(spec, file)
     base = Path(path).resolve().parent
     plan_path = _resolve(base, spec.base.plan, "plan", file, "base.plan")
     plan = _base_plan(spec, plan_path, base, file)
