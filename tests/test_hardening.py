@@ -30,6 +30,7 @@ YAML_READERS = {
     "gate": lambda f: ["gate", f],
     "hardware": lambda f: ["estimate", "--hardware", f, "--chips", "16", "--batch-per-die", "4"],
     "cluster": lambda f: ["topo", "--cluster", f],
+    "sweep": lambda f: ["sweep", f],
 }
 
 # Beyond the file name, the field or line the message must name (where there is one).
