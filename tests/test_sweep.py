@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from .conftest import FIXTURES, PLANS, assert_user_error, run_cli
+from xds.errors import XdsError
 from xds.parallel import Executor
 from xds.pipeline import chaos_plan, simulate_plan
 from xds.plan import place
@@ -245,3 +246,20 @@ def test_sweep_on_a_local_ray_instance_matches_in_process_and_resumes(tmp_path):
     assert on_ray["summary"] == {"cells": 6, "completed": 3, "failed": 3, "cached": 0, "computed": 6}
     again = run_sweep(path, executor=Executor(ray="local"), cache=str(cache))
     assert again["summary"]["computed"] == 0 and again["rows"] == local["rows"]
+
+
+def test_file_axes_resolve_from_the_sweep_folder(tmp_path):
+    (tmp_path / "a.csv").write_text("num_prefill_tokens,num_decode_tokens\n512,16\n")
+    (tmp_path / "b.csv").write_text("num_prefill_tokens,num_decode_tokens\n1024,16\n")
+    sub = tmp_path / "sweeps"
+    sub.mkdir()
+    doc = {"base": {"plan": str(PLAN), "workload": {"trace": "../a.csv", "rate_rps": 20, "duration_s": 2}},
+           "axes": {"workload.trace": ["../a.csv", "../b.csv"]},
+           "collect": ["completed", "total_input_tokens"]}
+    res = run_sweep(_write(sub, doc))
+    assert [r["axes"] for r in res["rows"]] == [{"workload.trace": "../a.csv"}, {"workload.trace": "../b.csv"}]
+    for row, n in zip(res["rows"], (512, 1024)):
+        assert row["error"] is None and row["result"]["total_input_tokens"] == n * row["result"]["completed"]
+    doc["axes"] = {"workload.trace": ["../missing.csv"]}
+    with pytest.raises(XdsError, match=r"axes\.workload\.trace\[0\].*not found"):
+        load_sweep(_write(sub, doc))

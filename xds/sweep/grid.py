@@ -28,6 +28,7 @@ from ..spec.yamlio import describe_validation_error, load_yaml, read_bytes, vali
 
 POLICY_VALUES = ("restart", "pd-failover", "fine-grained")
 ROLES = ("prefill", "decode")
+PATH_AXES = ("workload.trace", "workload.input.file", "workload.output.file", "balancing.loads")
 
 
 @dataclass
@@ -232,6 +233,9 @@ def load_sweep(path: str | Path) -> Sweep:
         if key in SPECIAL_AXES:
             values[key] = _special(key, vals, base, file)
             continue
+        if key in PATH_AXES:        # files resolve from the sweep's folder, like base.workload's
+            vals = [str(Path(_resolve(base, v, "input", file, f"axes.{key}[{i}]")).resolve())
+                    if isinstance(v, str) and v != "synthetic" else v for i, v in enumerate(vals)]
         for i, v in enumerate(vals):
             trial = copy.deepcopy(plan)
             apply_axis(trial, key, v)
@@ -253,8 +257,8 @@ def _expand(spec: SweepSpec, plan: dict[str, Any], plan_path: str, values: dict[
     cells = []
     for index, combo in enumerate(itertools.product(*(values[k] for k in keys))):
         applied = copy.deepcopy(plan)
-        cell = {"index": index, "axes": dict(zip(keys, (spec.axes[k][j] for k, j in zip(
-                    keys, _positions(index, [len(values[k]) for k in keys]))))),
+        shown = (spec.axes[k][j] for k, j in zip(keys, _positions(index, [len(values[k]) for k in keys])))
+        cell = {"index": index, "axes": dict(zip(keys, shown)),
                 "plan_path": plan_path, "scenario": base_scenario, "policy": spec.base.policy,
                 "seed": spec.base.seed, "run": spec.run, "collect": spec.fields}
         for k, v in zip(keys, combo):
