@@ -189,7 +189,10 @@ def test_plot_arguments_are_checked_before_running(tmp_path):
                       "--x", "not an axis")
     assert_user_error(run_cli("sweep", path, "--plot", str(tmp_path / "p.png"), "--y", "p50"),
                       "--y", "not a collected field")
+    assert_user_error(run_cli("sweep", path, "--x", "seed"), "--x", "--plot")
     assert_user_error(run_cli("sweep", path, "--cache", str(tmp_path / "no" / "dir")), "--cache")
+    (tmp_path / "f").write_text("")
+    assert_user_error(run_cli("sweep", path, "--cache", str(tmp_path / "f")), "--cache", "a file")
 
 
 def test_shipped_example_sweep_validates():

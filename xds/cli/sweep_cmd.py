@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..errors import XdsError
 from ..parallel import Executor
 from ..spec.fileio import check_output_path, check_plot_path, write_text_atomic
 from ..sweep import csv_text, load_sweep, run_sweep, write_plot
@@ -100,6 +101,9 @@ def register(app: typer.Typer) -> None:
         check_plot_path(plot)
         executor = Executor(workers=workers, ray=ray)
         loaded = load_sweep(sweep)
+        if not plot and (x or y):
+            raise XdsError("--x and --y choose what --plot draws; give --plot FILE.png too",
+                           file="--x" if x else "--y")
         if plot:
             x, y = check_plot_args(list(loaded.axes), loaded.spec.fields, x, y)
         cb, close = _progress(not json_out, workers or os.cpu_count() or 1)
