@@ -266,3 +266,25 @@ def test_file_axes_resolve_from_the_sweep_folder(tmp_path):
     doc["axes"] = {"workload.trace": ["../missing.csv"]}
     with pytest.raises(XdsError, match=r"axes\.workload\.trace\[0\].*not found"):
         load_sweep(_write(sub, doc))
+
+
+def test_ctrl_c_keeps_finished_cells_and_a_rerun_computes_the_rest(tmp_path, monkeypatch):
+    import xds.sweep.run
+
+    real, calls = xds.sweep.run.run_cell, []
+
+    def interrupted_third(cell):
+        calls.append(cell["index"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(cell)
+
+    path, cache = _sim_sweep(tmp_path), tmp_path / "cache"
+    monkeypatch.setattr(xds.sweep.run, "run_cell", interrupted_third)
+    res = run_cli("sweep", path, "--workers", "1", "--cache", str(cache), "--json")
+    assert res.exit_code == 130 and "Traceback" not in res.stderr and res.stdout == ""
+    assert len(list(cache.iterdir())) == 2
+    monkeypatch.setattr(xds.sweep.run, "run_cell", real)
+    doc = run_sweep(path, cache=str(cache))
+    assert doc["summary"]["cached"] == 2 and doc["summary"]["computed"] == 2
+    assert doc["rows"] == run_sweep(path)["rows"]
