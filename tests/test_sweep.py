@@ -288,3 +288,13 @@ def test_ctrl_c_keeps_finished_cells_and_a_rerun_computes_the_rest(tmp_path, mon
     doc = run_sweep(path, cache=str(cache))
     assert doc["summary"]["cached"] == 2 and doc["summary"]["computed"] == 2
     assert doc["rows"] == run_sweep(path)["rows"]
+
+
+def test_fault_free_cells_run_once_whatever_the_policy(tmp_path):
+    path = _write(tmp_path, {"base": {"plan": str(PLAN), "workload": SMALL}, "run": "chaos",
+                             "axes": {"scenario": [None], "policy": ["restart", "fine-grained"],
+                                      "seed": [0, 1]}, "collect": ["completed"]})
+    doc = run_sweep(path)
+    assert doc["summary"] == {"cells": 4, "completed": 4, "failed": 0, "cached": 0, "computed": 2}
+    assert doc["rows"][0]["key"] == doc["rows"][2]["key"] != doc["rows"][1]["key"]
+    assert doc["rows"][0]["result"] == doc["rows"][2]["result"]

@@ -58,8 +58,9 @@ def _write_cached(cache: str, cell: dict[str, Any], out: Outcome) -> None:
 
 
 def run_cells(sweep: Sweep, *, executor: Executor | None = None, cache: str | None = None,
-              progress: Progress | None = None) -> tuple[list[Outcome], int]:
-    """Every cell's outcome (in cell order) and how many came from the cache."""
+              progress: Progress | None = None) -> tuple[list[Outcome], int, int]:
+    """Every cell's outcome (in cell order), how many came from the cache and how many ran (cells
+    with equal keys, e.g. fault-free cells under different policies, run once)."""
     cells = sweep.cells
     results: dict[int, Outcome] = {}
     if cache:
@@ -68,21 +69,25 @@ def run_cells(sweep: Sweep, *, executor: Executor | None = None, cache: str | No
             if hit is not None:
                 results[c["index"]] = Outcome(c["index"], value=hit.get("value"), error=hit.get("error"))
     cached = len(results)
-    todo = [c for c in cells if c["index"] not in results]
+    same: dict[str, list[dict[str, Any]]] = {}       # cells with equal keys run once
+    for c in cells:
+        if c["index"] not in results:
+            same.setdefault(c["key"], []).append(c)
+    todo = [group[0] for group in same.values()]
     failed = sum(1 for o in results.values() if o.error is not None)
     if progress is not None:
         progress(cached, len(cells), failed)
     batch = None if sweep.spec.run == "estimate" else 1
     for out in (executor or Executor(workers=1)).map(run_cell, todo, batch=batch):
         cell = todo[out.index]
-        out = Outcome(cell["index"], value=out.value, error=out.error)
-        results[cell["index"]] = out
         if cache:
             _write_cached(cache, cell, out)
-        failed += out.error is not None
+        for c in same[cell["key"]]:
+            results[c["index"]] = Outcome(c["index"], value=out.value, error=out.error)
+            failed += out.error is not None
         if progress is not None:
             progress(len(results), len(cells), failed)
-    return [results[c["index"]] for c in cells], cached
+    return [results[c["index"]] for c in cells], cached, len(todo)
 
 
 def best_cells(rows: list[dict[str, Any]], goals: dict[str, str]) -> dict[str, Any]:
@@ -110,7 +115,7 @@ def run_sweep(path: str | Sweep, *, executor: Executor | None = None, cache: str
     ``{name, run, axes, collect, rows, best, summary}``; rows are in cell order."""
     check_cache_dir(cache)
     sweep = path if isinstance(path, Sweep) else load_sweep(path)
-    outcomes, cached = run_cells(sweep, executor=executor, cache=cache, progress=progress)
+    outcomes, cached, computed = run_cells(sweep, executor=executor, cache=cache, progress=progress)
     rows = [{"cell": c["index"], "key": c["key"], "axes": c["axes"],
              "result": o.value, "error": o.error} for c, o in zip(sweep.cells, outcomes)]
     failed = sum(1 for r in rows if r["error"] is not None)
@@ -118,4 +123,4 @@ def run_sweep(path: str | Sweep, *, executor: Executor | None = None, cache: str
     return {"name": spec.name or Path(sweep.path).stem, "run": spec.run, "axes": spec.axes,
             "collect": spec.fields, "rows": rows, "best": best_cells(rows, spec.goals),
             "summary": {"cells": len(rows), "completed": len(rows) - failed, "failed": failed,
-                        "cached": cached, "computed": len(rows) - cached}}
+                        "cached": cached, "computed": computed}}
