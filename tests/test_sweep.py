@@ -195,9 +195,12 @@ def test_plot_arguments_are_checked_before_running(tmp_path):
     assert_user_error(run_cli("sweep", path, "--cache", str(tmp_path / "f")), "--cache", "a file")
 
 
-def test_shipped_example_sweep_validates():
-    sw = load_sweep(Path(__file__).resolve().parent.parent / "sweeps" / "pd-batch-rate.yaml")
+def test_shipped_example_sweeps_validate():
+    sweeps = Path(__file__).resolve().parent.parent / "sweeps"
+    sw = load_sweep(sweeps / "pd-batch-rate.yaml")
     assert len(sw.cells) == 9 and sw.spec.run == "simulate"
+    sw = load_sweep(sweeps / "pd-faults-policies.yaml")
+    assert len(sw.cells) == 9 and len({c["key"] for c in sw.cells}) == 7   # fault-free: one run
 
 
 WHERE = {
