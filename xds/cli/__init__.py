@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 from .. import __version__
 from ..errors import XdsError
 from . import commands
-from .memory import keep_freed_memory
+from .malloc import keep_freed_memory
 
 STATE = {"debug": False}
 _NoArgsIsHelp = getattr(cx, "NoArgsIsHelpError", ())
