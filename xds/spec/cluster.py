@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from ..errors import XdsError
-from . import resolve
+from .builtins import resolve
 from .yamlio import Strict, load_yaml, validate
 
 

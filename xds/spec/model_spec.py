@@ -20,6 +20,9 @@ from typing import Any
 
 from ..errors import XdsError
 
+#: KV-cache element types xds prices (INT8/FP8 narrow the MLA latent; the RoPE part stays BF16).
+KV_DTYPES = ("bf16", "int8", "fp8")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -147,7 +150,7 @@ class ModelSpec:
     # ---------------------------------------------------------------- KV cache and FLOPs
     def kv_bytes_per_token(self, kv_dtype: str = "bf16") -> int:
         """KV-cache bytes per token over all main-model layers (bytes)."""
-        if kv_dtype not in ("bf16", "int8", "fp8"):
+        if kv_dtype not in KV_DTYPES:
             raise XdsError(f"unknown KV dtype {kv_dtype!r} (allowed: bf16, int8, fp8)", file="--kv-dtype")
         narrow = kv_dtype in ("int8", "fp8")
         if self.attention == "mla":
