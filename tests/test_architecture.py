@@ -114,6 +114,17 @@ def test_function_level_imports_only_for_optional_dependencies():
     assert not bad, "move these imports to module top:\n" + "\n".join(bad)
 
 
+def test_no_private_names_across_packages():
+    """A leading underscore means "this package's own": other packages use the public name."""
+    bad = []
+    for mod, (path, tree) in SOURCES.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level and node.level > 1:
+                bad += [f"{mod}:{node.lineno} imports {a.name}" for a in node.names
+                        if a.name.startswith("_") and a.name != "__version__"]
+    assert not bad, "private names imported from another package:\n" + "\n".join(bad)
+
+
 def test_import_xds_has_no_process_wide_side_effects():
     tree = SOURCES["xds"][1]
     calls = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]

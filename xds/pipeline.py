@@ -46,7 +46,7 @@ from .spec.fileio import check_output_path, check_plot_path, write_text_atomic
 from .spec.plan import LoadedPlan, load_plan
 from .spec.workload import WorkloadSpec
 from .spec.yamlio import validate
-from .workload import Workload, load_workload
+from .workload import Workload, load_workload, plan_workload
 
 _DIST_EXAMPLE = "{dist: lognormal, mean: 1000, sigma: 1}"
 
@@ -75,6 +75,8 @@ class WorkloadOptions:
     def of(cls, options: dict[str, Any]) -> "WorkloadOptions":
         """Options from keywords; an unknown keyword is a usage error naming it."""
         known = {f.name for f in fields(cls)}
+        if "format" in options:        # the flag's and the spec's name for ``fmt``
+            options = {("fmt" if k == "format" else k): v for k, v in options.items()}
         for key in options:
             if key not in known:
                 raise XdsError(f"unknown workload option {key!r} (allowed: {', '.join(sorted(known))})",
@@ -108,8 +110,10 @@ class WorkloadOptions:
             raise XdsError("--format applies to --trace", file="--format")
 
 
-def _dist(text: str, flag: str) -> dict[str, Any]:
-    """A length distribution flag's YAML mapping."""
+def _dist(text: str | dict[str, Any], flag: str) -> dict[str, Any]:
+    """A length distribution flag's YAML mapping (Python callers may pass the mapping itself)."""
+    if isinstance(text, dict):
+        return dict(text)
     try:
         d = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -146,27 +150,45 @@ def _block_from_options(loaded: LoadedPlan, o: WorkloadOptions) -> dict[str, Any
     return data
 
 
+#: The flag a CLI user typed for each workload field (errors name the flag, not the field).
+_FLAG_OF = {"trace": "--trace", "format": "--format", "rate_scale": "--rate-scale",
+            "duration_s": "--duration", "requests": "--requests", "rate_rps": "--rate",
+            "arrival": "--arrival", "cv": "--cv"}
+
+
+def _flags_spec(data: dict[str, Any], o: WorkloadOptions) -> WorkloadSpec:
+    """Validate the block the flags built; an error names the flag that set the bad field."""
+    try:
+        return validate(WorkloadSpec, data, file="workload flags")
+    except XdsError as exc:
+        field, _, inner = (exc.where or "").partition(".")
+        flag = _FLAG_OF.get(field)
+        if field in ("input", "output"):
+            flag = f"--{field}-dist" if getattr(o, f"{field}_dist") is not None else f"--{field}-len"
+        if flag is None:
+            raise
+        raise XdsError(exc.message, file=flag, where=inner or None) from None
+
+
 def build_workload(loaded: LoadedPlan, *, workload: dict[str, Any] | None = None, seed: int = 0,
-                  **options: Any) -> Workload:
+                   **options: Any) -> Workload:
     """The workload a run uses: ``workload`` (a whole block, as in a gate check) if given, else the
     plan's block with the option keywords applied (see the module docstring)."""
-    if workload is not None:
-        return load_workload(WorkloadSpec.model_validate(workload), base_dir=None, seed=seed)
     o = WorkloadOptions.of(options)
+    if workload is not None:
+        if o != WorkloadOptions():
+            raise XdsError("give a workload block or workload options, not both", file="workload")
+        return load_workload(validate(WorkloadSpec, workload, file="workload"), base_dir=None,
+                             seed=seed)
     o.check()
     data = _block_from_options(loaded, o)
     if not data:
         raise XdsError("the plan has no workload: block; give --trace FILE or synthetic flags "
                        "(--rate R --input-len I --output-len O --requests N)", file=loaded.path)
-    from_flags = o.trace is not None or o.synthetic
-    spec = validate(WorkloadSpec, data, file="workload flags" if from_flags else loaded.path)
-    base_dir = None if from_flags else loaded.base_dir
-    try:
-        return load_workload(spec, base_dir=base_dir, seed=seed)
-    except XdsError as exc:
-        if base_dir is None:   # the trace came from --trace, not from the plan
-            raise
-        raise loaded.workload_error(exc, spec.trace) from None
+    if o.trace is not None or o.synthetic:
+        return load_workload(_flags_spec(data, o), base_dir=None, seed=seed)
+    # the plan's own block, maybe rescaled or cut by flags: paths and errors stay the plan file's
+    return plan_workload(loaded, seed, spec=validate(WorkloadSpec, data, file=loaded.path))
 
 
 def _check_seed(seed: int) -> None:
@@ -222,6 +244,8 @@ def chaos_plan(plan: str | LoadedPlan, *, scenario: str | None = None, policy: s
     run on ``workers`` local processes (default all cores) or a Ray cluster (``ray``)."""
     _check_seed(seed)
     executor = Executor(workers=workers, ray=ray)
+    if policy is not None and policy != "all" and policy not in POLICIES:
+        raise XdsError(f"unknown policy {policy!r} (allowed: {', '.join(POLICIES)}, all)", file="--policy")
     check_plot_path(plot)
     if random:
         if scenario:
@@ -230,6 +254,10 @@ def chaos_plan(plan: str | LoadedPlan, *, scenario: str | None = None, policy: s
             raise XdsError("--random needs --rate-per-1000-chip-days R and --hours H", file="--random")
         if not (math.isfinite(hours) and hours > 0):
             raise XdsError(f"must be a finite number > 0 (got {hours})", file="--hours")
+        if not (math.isfinite(rate_per_1000_chip_days) and rate_per_1000_chip_days > 0):
+            raise XdsError(f"must be > 0 (got {rate_per_1000_chip_days})", file="--rate-per-1000-chip-days")
+        if not 1 <= trials <= 10_000:
+            raise XdsError(f"must be 1..10000 (got {trials})", file="--trials")
         if plot:
             raise XdsError("--plot draws one scenario's timeline; it does not apply to --random",
                            file="--plot")

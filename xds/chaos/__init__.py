@@ -10,7 +10,7 @@ reload), a slower step (straggler, lost bandwidth, worse expert balance), or a r
 Modules: :mod:`.policies` (policies and their time costs), :mod:`.faults` (one handler per fault
 kind), :mod:`.compile` (scenario → events), :mod:`.random` (Monte Carlo timelines),
 :mod:`.instances` / :mod:`.replicas` (what a lost die takes with it). Running the engine on the
-compiled events and reporting lives above this layer (:mod:`xds.report.replay`).
+compiled events and reporting lives above this layer (:mod:`xds.report.chaos`) and the pipeline (:func:`xds.pipeline.run_chaos`).
 
 Every request ends completed or failed with a reason; none disappears (property-tested).
 Times in seconds; bandwidths in GB/s.

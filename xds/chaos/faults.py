@@ -19,6 +19,7 @@ from ..engine import KvBandwidth, Pause, RanksDown, SetCost, Slowdown
 from ..errors import XdsError
 from ..plan import expert_shares
 from ..spec.scenario import FaultEvent
+from ..topology.builders.registry import FAMILIES
 from .instances import Owner, instance, moe_dies, pool_of, restart_s
 from .policies import RecoveryPolicy
 from .replicas import expert_state
@@ -269,7 +270,7 @@ def glitch_instances(placed, topo, name: str) -> list[tuple[str, int]]:
                 hit = bool(node_dies & set(int(d) for d in inst.dies))
             elif kind in ("rdma", "vpc"):
                 hit = True
-            elif kind in ("l1", "nvsw"):
+            elif kind == topo.family.switch_kind:
                 node = int(name.split(":")[1].split("/")[0])
                 hit = bool(np.any(topo.die_node[inst.dies] == node))
             else:
@@ -279,7 +280,7 @@ def glitch_instances(placed, topo, name: str) -> list[tuple[str, int]]:
     return out
 
 
-SWITCHES = ("l1", "l2", "nvsw", "leaf", "spine")
+SWITCHES = tuple(k for family in FAMILIES.values() for k in family.switch_kinds)
 DIES = ("die", "chip", "node")
 
 KINDS: dict[str, FaultKind] = {

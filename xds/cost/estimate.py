@@ -22,7 +22,7 @@ from ..spec.model import ModelSpec, load_model
 from ..spec.workload import MAX_INPUT_LEN
 from .costmodel import CostModel
 from .fabric import default_cluster, fabric_for
-from .layout import Fabric, Layout
+from .layout import WEIGHT_BYTES, Fabric, Layout
 from .operators import prefill_flops_per_pair
 
 MAX_BATCH_PER_DIE = 1_000_000  # decode requests in flight per die; real ones are < 1,000
@@ -63,7 +63,7 @@ def eplb_balancedness(model: ModelSpec, routed_ranks: int, routed_slots: int, ep
     microbatch.
 
     ``perfect`` is 1. ``default`` is what xds's own balancer achieves with the layout's redundant
-    slots on realistic skewed loads, sampled per batch (:mod:`xds.imbalance`); ``none`` is the same
+    slots on realistic skewed loads, sampled per batch (:mod:`xds.experts.imbalance`); ``none`` is the same
     with no redundant slots.
     """
     if eplb not in ("default", "none", "perfect"):
@@ -282,7 +282,7 @@ def roofline_decode(model: ModelSpec, hw: HardwareSpec, lay: Layout, b: float, c
     flops = q * model.decode_flops_per_token(ctx) / lay.tp * lay.dp / lay.dies
     routed_w = lay.routed_slots / max(lay.ep - lay.shared_dies, 1) * model.expert_params()
     w = (model.dense_params() - model.embedding_params()) / lay.tp + model.moe_layers * routed_w
-    bytes_ = w * (1.0 if lay.quant != "bf16" else 2.0) + b * ctx * model.kv_bytes_per_token(lay.kv_dtype)
+    bytes_ = w * WEIGHT_BYTES[lay.quant] + b * ctx * model.kv_bytes_per_token(lay.kv_dtype)
     return max(flops / hw.peak_flops(lay.quant), bytes_ / (hw.hbm_gb_s_per_die * 1e9)) * 1e3
 
 

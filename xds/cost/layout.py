@@ -10,9 +10,9 @@ import numpy as np
 
 from ..errors import XdsError
 from ..spec.model import ModelSpec
+from ..spec.model_spec import KV_DTYPES
 
 WEIGHT_BYTES = {"w8a8": 1.0, "fp8": 1.0, "bf16": 2.0}   # bytes per weight element by quantisation
-KV_DTYPES = ("bf16", "int8", "fp8")
 
 
 def dispatch_bytes_per_copy(hidden: int, quant: str) -> float:

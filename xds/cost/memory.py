@@ -30,7 +30,7 @@ def hbm_gb(ops: Operators, batch_per_die: float, context: float, *, phase: str =
         w_experts = max(w_routed, w_shared)
     else:
         w_experts = w_routed + w_shared
-    kv_per_token = m.kv_bytes_per_token(lay.kv_dtype) * (1 + m.mtp_layers / m.layers) / ops.kv_split
+    kv_per_token = m.kv_bytes_per_token_with_mtp(lay.kv_dtype) / ops.kv_split
     if phase == "decode":
         kv = batch_per_die * context * kv_per_token
         tokens_step = batch_per_die * (1 + lay.mtp)

@@ -159,12 +159,7 @@ class Operators:
         # TP splits GQA's KV heads across dies; MLA's compressed latent is shared by every head, so
         # each TP die reads (and holds) the whole latent cache of its DP rank
         self.kv_split = 1 if model.attention == "mla" else min(layout.tp, model.kv_heads)
-        # attention FLOPs per (query, cached key) pair in decode: MLA runs weight-absorbed, scoring
-        # over latent + RoPE and mixing values in the latent; GQA scores and mixes over head_dim
-        if model.attention == "mla":
-            self.decode_flops_per_pair = 2.0 * model.heads * (2 * model.kv_lora_rank + model.qk_rope_head_dim)
-        else:
-            self.decode_flops_per_pair = 4.0 * model.heads * model.head_dim
+        self.decode_flops_per_pair = model.attention_flops_per_pair()
         self._attention_rooflines: dict[int, AttentionRoofline] = {}
 
     @cached_property

@@ -1,4 +1,4 @@
-"""Perturbation events, compiled from chaos scenarios (xds/chaos.py builds them).
+"""Perturbation events, compiled from chaos scenarios (xds/chaos/ builds them).
 
 Each event is checked against the run when scheduled (:func:`schedule`), changes the engine's state
 in ``apply(sim, t)`` at ``at_s`` and, if it has an ``until_s``, undoes that in ``end(sim, t)``.

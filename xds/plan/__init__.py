@@ -3,7 +3,7 @@ HBM, and predict steady-state performance with the cost model; or search layouts
 
 Modules, bottom up: :mod:`.inputs` (workload lengths, expert shares, plan-located errors),
 :mod:`.predict` (TPOT/TTFT vs SLO), :mod:`.placed` (:class:`PlacedPlan` and its parts),
-:mod:`.place` (:func:`place`), :mod:`.candidates` / :mod:`.write` / :mod:`.search` (``--search``) and
+:mod:`.placement` (:func:`place`), :mod:`.candidates` / :mod:`.write` / :mod:`.search` (``--search``) and
 :mod:`.command` (:func:`plan_command`). This file only re-exports.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from .command import plan_command
 from .inputs import DEFAULT_LENGTHS, expert_shares, workload_lengths
-from .place import PREFILL_TOKENS_PER_CHIP, place
 from .placed import PlacedInstance, PlacedPlan, PlacedPool
+from .placement import PREFILL_TOKENS_PER_CHIP, place
 from .search import run_search
 
 __all__ = ["DEFAULT_LENGTHS", "PREFILL_TOKENS_PER_CHIP", "PlacedInstance", "PlacedPlan", "PlacedPool",

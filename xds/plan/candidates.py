@@ -6,7 +6,7 @@ dies) or MoE-attention disaggregated (attention dies in 1–3 DP domains + MoE d
 ranks, or one more slot per rank); TP 1/2; MTP off/on; batch per die on a grid. Candidates sharing
 everything but the batch form one group: one :class:`~xds.cost.CostModel` prices the whole group in a
 single broadcast call, with each batch's balancedness interpolated (in log sequences) from a few
-samples of :func:`xds.imbalance.batch_balancedness` on the layout xds's balancer builds. Prefill
+samples of :func:`xds.experts.imbalance.batch_balancedness` on the layout xds's balancer builds. Prefill
 candidates (instance nodes, TP, token budget per die) are priced the same way.
 
 Units: ms for times, tokens/s per chip for throughput, GB for memory.

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import XdsError
 from ..spec.plan import load_plan
-from .place import place
+from .placement import place
 from .search import run_search
 
 

@@ -47,11 +47,6 @@ class PlacedPool:
                                         # prefill: prompts in one full batch over all instances
     hbm_moe: dict[str, float] = field(default_factory=dict)   # MA: per-MoE-die HBM breakdown (GB)
 
-    def ranks_total(self) -> int:
-        """Attention DP ranks over all instances."""
-        lay = self.instances[0].layout
-        return lay.dp * lay.ma_domains * len(self.instances)
-
 
 @dataclass
 class PlacedPlan:

@@ -1,6 +1,6 @@
 """Chaos results as documents: one scenario under one policy (the simulate document plus what the
 faults did), policies side by side, and the statistics of Monte Carlo trials. Pure functions of
-simulation results and compiled recovery records; running them is :mod:`xds.report.replay`."""
+simulation results and compiled recovery records; running them is :func:`xds.pipeline.run_chaos`."""
 
 from __future__ import annotations
 

@@ -24,11 +24,41 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from ..errors import XdsError
-from . import resolve
+from .builtins import resolve
 from .yamlio import Strict, load_yaml, validate
 
-# The topology families (xds.topology.builders); each has its spec rules in BUILDER_RULES below.
-Builder = Literal["cloudmatrix", "rail-fat-tree"]
+
+def _cloudmatrix_rules(spec: "ClusterSpec") -> None:
+    su = spec.scale_up
+    if su.plane != "ub":
+        raise ValueError("builder 'cloudmatrix' needs scale_up.plane: ub")
+    if su.l2_per_sub_plane < 1 or su.link_gb_s <= 0 or su.latency_inter_node_us is None:
+        raise ValueError(
+            "builder 'cloudmatrix' needs scale_up.l2_per_sub_plane >= 1, scale_up.link_gb_s > 0 "
+            "and scale_up.latency_inter_node_us"
+        )
+    if su.l2_ports and spec.nodes > su.l2_ports:
+        raise ValueError(
+            f"nodes={spec.nodes} exceeds scale_up.l2_ports={su.l2_ports} (one L2 port per node)"
+        )
+    if spec.scale_out.plane != "rdma":
+        raise ValueError("builder 'cloudmatrix' needs scale_out.plane: rdma")
+
+
+def _rail_fat_tree_rules(spec: "ClusterSpec") -> None:
+    su = spec.scale_up
+    if su.plane != "nvlink" or su.l2_per_sub_plane != 0:
+        raise ValueError("builder 'rail-fat-tree' needs scale_up.plane: nvlink and no L2 tier")
+    if spec.scale_out.plane != "ib" or spec.scale_out.leaf_ports < 2:
+        raise ValueError("builder 'rail-fat-tree' needs scale_out.plane: ib and leaf_ports >= 2")
+
+
+# What each builder (topology family, xds.topology.builders) requires of a spec; one entry per Builder.
+BUILDER_RULES = {"cloudmatrix": _cloudmatrix_rules, "rail-fat-tree": _rail_fat_tree_rules}
+
+# The topology families (xds.topology.builders) by their builder name: a new family adds its rules
+# here, and the schema's allowed names follow.
+Builder = Literal[tuple(BUILDER_RULES)]
 
 # Size caps: far above any real SuperPod, low enough that the topology arrays fit in memory.
 MAX_DIES = 1_000_000
@@ -136,35 +166,6 @@ class ClusterSpec(Strict):
         _check_size(nodes, self.dies_per_node, su.l1_per_node, su.l2_per_sub_plane,
                     lambda m: XdsError(m, where="nodes"))
         return self.model_copy(update={"nodes": nodes})
-
-
-def _cloudmatrix_rules(spec: ClusterSpec) -> None:
-    su = spec.scale_up
-    if su.plane != "ub":
-        raise ValueError("builder 'cloudmatrix' needs scale_up.plane: ub")
-    if su.l2_per_sub_plane < 1 or su.link_gb_s <= 0 or su.latency_inter_node_us is None:
-        raise ValueError(
-            "builder 'cloudmatrix' needs scale_up.l2_per_sub_plane >= 1, scale_up.link_gb_s > 0 "
-            "and scale_up.latency_inter_node_us"
-        )
-    if su.l2_ports and spec.nodes > su.l2_ports:
-        raise ValueError(
-            f"nodes={spec.nodes} exceeds scale_up.l2_ports={su.l2_ports} (one L2 port per node)"
-        )
-    if spec.scale_out.plane != "rdma":
-        raise ValueError("builder 'cloudmatrix' needs scale_out.plane: rdma")
-
-
-def _rail_fat_tree_rules(spec: ClusterSpec) -> None:
-    su = spec.scale_up
-    if su.plane != "nvlink" or su.l2_per_sub_plane != 0:
-        raise ValueError("builder 'rail-fat-tree' needs scale_up.plane: nvlink and no L2 tier")
-    if spec.scale_out.plane != "ib" or spec.scale_out.leaf_ports < 2:
-        raise ValueError("builder 'rail-fat-tree' needs scale_out.plane: ib and leaf_ports >= 2")
-
-
-# What each builder (topology family, xds.topology.builders) requires of a spec; one entry per Builder.
-BUILDER_RULES = {"cloudmatrix": _cloudmatrix_rules, "rail-fat-tree": _rail_fat_tree_rules}
 
 
 def _check_size(nodes: int, dies_per_node: int, l1: int, l2: int, err) -> None:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat
 
-from . import resolve
+from .builtins import resolve
 from .yamlio import Strict, load_yaml, validate
 
 Quant = Literal["w8a8", "fp8", "bf16"]
@@ -31,7 +31,7 @@ class Efficiency(Strict):
     the achieved fractions of the link bandwidth for all-to-all traffic (dispatch/combine, KV
     transfer); ``comm_latency_us`` is the fixed start-up of one dispatch/combine, ``comm_log_peers_us``
     the extra per doubling of the peers it synchronises with, ``dispatch_quant_us`` the per-token
-    quantise/pack cost of a quantised dispatch (µs per token-copy / 100, see cost.py).
+    quantise/pack cost of a quantised dispatch (µs per token-copy / 100, see xds/cost/operators.py).
     ``launch_us`` is the per-operator launch/sync overhead; ``step_overhead_ms`` the per-iteration
     sampling/scheduling cost outside the layers. ``microbatch_overlap`` is the fraction of the shorter
     stream hidden behind the longer one when two microbatches overlap; ``attention_stream_share`` the

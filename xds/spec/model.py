@@ -4,13 +4,12 @@ parameter, KV and FLOP conventions); ``model_summary`` is ``xds model`` as a fun
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ..errors import XdsError
-from . import resolve
+from .builtins import resolve
 from .hf_config import parse_hf_config
 from .model_spec import ModelSpec
 from .yamlio import load_json
@@ -38,8 +37,4 @@ def model_summary(model: str, *, kv_dtype: str = "bf16", context: int = 4096) ->
     return load_model(model, flag="MODEL").summary(kv_dtype=kv_dtype, context=context)
 
 
-def as_dict(spec: ModelSpec) -> dict[str, Any]:
-    return asdict(spec)
-
-
-__all__ = ["ModelSpec", "as_dict", "load_model", "model_summary", "parse_hf_config"]
+__all__ = ["ModelSpec", "load_model", "model_summary", "parse_hf_config"]

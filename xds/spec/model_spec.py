@@ -20,6 +20,9 @@ from typing import Any
 
 from ..errors import XdsError
 
+#: KV-cache element types xds prices (INT8/FP8 narrow the MLA latent; the RoPE part stays BF16).
+KV_DTYPES = ("bf16", "int8", "fp8")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -147,7 +150,7 @@ class ModelSpec:
     # ---------------------------------------------------------------- KV cache and FLOPs
     def kv_bytes_per_token(self, kv_dtype: str = "bf16") -> int:
         """KV-cache bytes per token over all main-model layers (bytes)."""
-        if kv_dtype not in ("bf16", "int8", "fp8"):
+        if kv_dtype not in KV_DTYPES:
             raise XdsError(f"unknown KV dtype {kv_dtype!r} (allowed: bf16, int8, fp8)", file="--kv-dtype")
         narrow = kv_dtype in ("int8", "fp8")
         if self.attention == "mla":
@@ -158,17 +161,23 @@ class ModelSpec:
             per_layer = 2 * self.kv_heads * self.head_dim * (1 if narrow else 2)
         return per_layer * self.layers
 
-    def attention_flops_per_token(self, context: float) -> float:
-        """Score + value FLOPs of one decode token attending to ``context`` cached tokens, all layers.
+    def kv_bytes_per_token_with_mtp(self, kv_dtype: str = "bf16") -> float:
+        """KV bytes per token including the MTP layers' own cache (bytes): the main layers' bytes
+        scaled by (layers + MTP layers) / layers."""
+        return self.kv_bytes_per_token(kv_dtype) * (1 + self.mtp_layers / self.layers)
 
-        MLA decode runs weight-absorbed: scores over the (latent + RoPE) key and values over the latent.
-        """
+    def attention_flops_per_pair(self) -> float:
+        """Score + value FLOPs of one (query token, cached key) pair over all heads of one layer.
+
+        MLA decode runs weight-absorbed: scores over the (latent + RoPE) key and values mixed in the
+        latent; GQA scores and mixes over ``head_dim``."""
         if self.attention == "mla":
-            per_layer = 2 * self.heads * context * (self.kv_lora_rank + self.qk_rope_head_dim)
-            per_layer += 2 * self.heads * context * self.kv_lora_rank
-        else:
-            per_layer = 2 * self.heads * context * self.head_dim * 2
-        return per_layer * self.layers
+            return 2.0 * self.heads * (2 * self.kv_lora_rank + self.qk_rope_head_dim)
+        return 4.0 * self.heads * self.head_dim
+
+    def attention_flops_per_token(self, context: float) -> float:
+        """Score + value FLOPs of one decode token attending to ``context`` cached tokens, all layers."""
+        return self.attention_flops_per_pair() * context * self.layers
 
     def decode_flops_per_token(self, context: float) -> float:
         """FLOPs of one decode token at ``context`` tokens of KV: 2 × activated matmul parameters

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from ..errors import XdsError
+from .model_spec import KV_DTYPES
 from .workload import WorkloadSpec
 from .yamlio import Strict, load_yaml, validate
 
@@ -104,7 +105,7 @@ class BalancingSpec(Strict):
 
     loads: str = Field("synthetic", description="'synthetic' or a .npy/.csv [layers, experts] file")
     hot_ratio: float = Field(6.0, ge=1, description="synthetic: long-run hottest expert / mean load of "
-                             "the most skewed layer (see xds/imbalance.py)")
+                             "the most skewed layer (see xds/experts/imbalance.py)")
     rebalance_period_s: PositiveFloat = 60.0
 
 
@@ -121,7 +122,7 @@ class SloSpec(Strict):
 
 class RecoverySpec(Strict):
     """Recovery policy and its time costs (seconds; GB/s). Defaults and sources in
-    ``xds/chaos.py``; a scenario's ``recovery:`` block may override any of them."""
+    ``xds/chaos/policies.py``; a scenario's ``recovery:`` block may override any of them."""
 
     policy: Policy = "fine-grained"
     detect_s: float | None = Field(None, ge=0)
@@ -156,7 +157,7 @@ class PlanSpec(Strict):
     cluster: str = "cloudmatrix384"
     nodes: PositiveInt | None = Field(None, description="size the cluster (default: the cluster's own)")
     quant: Literal["w8a8", "fp8", "bf16"] | None = None
-    kv_dtype: Literal["bf16", "int8", "fp8"] = "bf16"
+    kv_dtype: Literal[KV_DTYPES] = "bf16"
     pools: list[PoolSpec] = Field(min_length=1)
     balancing: BalancingSpec = BalancingSpec()
     slo: SloSpec = SloSpec()

@@ -19,8 +19,14 @@ from .yamlio import Strict, load_yaml, validate
 
 FAULTS = ("die_down", "chip_down", "node_down", "hbm_uce", "link_down", "link_degraded",
           "switch_down", "straggler", "network_glitch")
-Fault = Literal["die_down", "chip_down", "node_down", "hbm_uce", "link_down", "link_degraded",
-                "switch_down", "straggler", "network_glitch"]
+Fault = Literal[FAULTS]
+
+#: The faults that take a ``factor``: (is this factor allowed, what to say when not).
+FACTOR_RULES = {
+    "straggler": (lambda f: f > 1, "straggler needs factor > 1 (how many times slower the die runs)"),
+    "link_degraded": (lambda f: 0 < f < 1,
+                      "link_degraded needs 0 < factor < 1 (fraction of bandwidth left)"),
+}
 
 
 class FaultEvent(Strict):
@@ -36,14 +42,11 @@ class FaultEvent(Strict):
 
     @model_validator(mode="after")
     def _factor(self) -> FaultEvent:
-        if self.fault == "straggler":
-            if self.factor is None or self.factor <= 1:
-                raise ValueError("straggler needs factor > 1 (how many times slower the die runs)")
-        elif self.fault == "link_degraded":
-            if self.factor is None or not (0 < self.factor < 1):
-                raise ValueError("link_degraded needs 0 < factor < 1 (fraction of bandwidth left)")
-        elif self.factor is not None:
-            raise ValueError(f"factor applies to straggler and link_degraded, not {self.fault}")
+        rule = FACTOR_RULES.get(self.fault)
+        if rule is not None and (self.factor is None or not rule[0](self.factor)):
+            raise ValueError(rule[1])
+        if rule is None and self.factor is not None:
+            raise ValueError(f"factor applies to {' and '.join(FACTOR_RULES)}, not {self.fault}")
         if self.fault == "network_glitch" and self.duration_s is not None and self.duration_s > 60:
             raise ValueError("a network glitch lasts seconds (duration_s <= 60); use link_down for outages")
         return self

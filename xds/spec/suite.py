@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import difflib
-from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .plan import Policy
 from .workload import WorkloadSpec
 from .yamlio import Strict
 
@@ -45,7 +45,7 @@ class CheckSpec(Strict):
     plan: str
     workload: WorkloadSpec | None = None
     scenario: str | None = None
-    policy: Literal["restart", "pd-failover", "fine-grained"] | None = None
+    policy: Policy | None = None
     seed: int = Field(0, ge=0)
     expect: dict[str, Threshold] = Field(min_length=1)
 

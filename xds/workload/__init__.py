@@ -22,11 +22,11 @@ from ..spec.workload import (
 )
 from .core import DEFAULT_BLOCK_TOKENS, Workload
 from .csvtable import Column, CsvFormat
+from .generator import LENGTH_INPUT_COLUMNS, LENGTH_OUTPUT_COLUMNS, synthetic
 from .lines import MAX_TRACE_BYTES
 from .load import load_workload, plan_workload
 from .mooncake import MOONCAKE_BUCKET_S
 from .prefix_cache import PrefixCache, PrefixStats, cached_tokens, prefix_cache_stats
-from .synthetic import LENGTH_INPUT_COLUMNS, LENGTH_OUTPUT_COLUMNS, synthetic
 from .traces import CSV_FORMATS, detect_format, read_trace
 from .transforms import loop_to_duration, rate_scale, truncate
 

@@ -10,8 +10,8 @@ from ..errors import XdsError
 from ..spec.plan import LoadedPlan
 from ..spec.workload import WorkloadSpec
 from .core import Workload
+from .generator import synthetic
 from .lines import resolve
-from .synthetic import synthetic
 from .traces import detect_format, read_trace
 from .transforms import loop_to_duration, rate_scale, truncate
 
@@ -50,11 +50,12 @@ def load_workload(spec: WorkloadSpec, *, base_dir: Path | None = None, seed: int
     return w
 
 
-def plan_workload(loaded: LoadedPlan, seed: int = 0) -> Workload:
-    """The plan's own ``workload:`` block as a :class:`Workload`; a trace path that does not resolve
-    is reported against the plan file (``workload.trace``), since that is what the user edits (e.g.
+def plan_workload(loaded: LoadedPlan, seed: int = 0, *, spec: WorkloadSpec | None = None) -> Workload:
+    """The plan's own ``workload:`` block (or ``spec``, a block derived from it) as a
+    :class:`Workload`, read relative to the plan's folder; a trace path that does not resolve is
+    reported against the plan file (``workload.trace``), since that is what the user edits (e.g.
     after copying a plan to another folder)."""
-    spec = loaded.spec.workload
+    spec = spec or loaded.spec.workload
     if spec is None:
         raise XdsError("the plan has no workload: block; give --trace FILE or synthetic flags",
                        file=loaded.path, where="workload")

@@ -25,9 +25,9 @@ from ..errors import XdsError
 from ..spec.workload import FORMATS, MAX_INPUT_LEN, MAX_OUTPUT_LEN
 from .core import Workload, finish
 from .csvtable import Column, CsvFormat, read_columns
+from .generator import arrival_times
 from .lines import check_file, read_lines, split_csv
 from .mooncake import read_mooncake
-from .synthetic import arrival_times
 
 # Column maps of the CSV formats, in detection order (a header holding every column of a format
 # is that format). Columns are listed in the order a bad row is checked.
@@ -87,7 +87,7 @@ def read_trace(path: str | Path, fmt: str = "auto", *, rate_rps: float | None = 
         fmt = detect_format(p)
     if fmt == "lengths":
         if rate_rps is None:
-            raise XdsError("a length-only trace has no timestamps: give rate_rps (req/s) for the "
+            raise XdsError("a length-only trace has no timestamps: give rate_rps (req/s; --rate on the command line) for the "
                            "arrival process", file=str(p))
         cols, _ = read_columns(p, _BY_NAME[fmt])
         arr = arrival_times(np.random.Generator(np.random.PCG64(seed)), len(cols["input"]), None,

@@ -28,6 +28,8 @@ class Family(ABC):
     name: ClassVar[str]
     #: element kind of a node's scale-up switch (``l1:N/K`` or ``nvsw:N/J``) ...
     switch_kind: ClassVar[str]
+    #: every switch element kind of the family (a ``switch_down`` / glitch target)
+    switch_kinds: ClassVar[tuple[str, ...]]
     #: ... and the graph / failure-domain attribute naming its index inside the node
     switch_index: ClassVar[str]
     #: accepted plane names -> the normalised plane (ub | rdma | vpc | d2d), in help order

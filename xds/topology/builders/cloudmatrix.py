@@ -22,6 +22,7 @@ class CloudMatrix(Family):
 
     name = "cloudmatrix"
     switch_kind = "l1"
+    switch_kinds = ("l1", "l2")
     switch_index = "sub_plane"
     planes: ClassVar[dict[str, str]] = {"ub": "ub", "rdma": "rdma", "vpc": "vpc", "d2d": "d2d"}
     link_tiers: ClassVar[dict[str, int]] = {"l1": 1, "l2": 2, "rdma:fabric": 2}

@@ -26,6 +26,7 @@ class RailFatTree(Family):
 
     name = "rail-fat-tree"
     switch_kind = "nvsw"
+    switch_kinds = ("nvsw", "leaf", "spine")
     switch_index = "switch"
     planes: ClassVar[dict[str, str]] = {"ub": "ub", "nvlink": "ub", "rdma": "rdma", "ib": "rdma", "vpc": "vpc"}
     link_tiers: ClassVar[dict[str, int]] = {"nvsw": 1, "leaf": 1, "spine": 2}

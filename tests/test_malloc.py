@@ -1,4 +1,4 @@
-"""xds.cli.memory: the allocator tuning the CLI's main applies, its opt-out, and that importing
+"""xds.cli.malloc: the allocator tuning the CLI's main applies, its opt-out, and that importing
 xds changes nothing process-wide."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-import xds.cli.memory as memory
+import xds.cli.malloc as memory
 
 
 def _applied_in_fresh_process(env_value: str | None, code: str) -> str:
@@ -23,7 +23,7 @@ def _applied_in_fresh_process(env_value: str | None, code: str) -> str:
     return out.stdout.strip()
 
 
-MAIN = ("import sys, xds.cli as c, xds.cli.memory as m; sys.argv=['xds','--version']\n"
+MAIN = ("import sys, xds.cli as c, xds.cli.malloc as m; sys.argv=['xds','--version']\n"
         "try:\n    c.main()\nexcept SystemExit:\n    pass\nprint(m._applied)")
 
 
@@ -34,7 +34,7 @@ def test_cli_main_tunes_glibc_and_env_opts_out():
 
 
 def test_import_xds_has_no_process_wide_effect():
-    code = "import xds, xds.cli, xds.cli.memory as m; print(m._applied)"
+    code = "import xds, xds.cli, xds.cli.malloc as m; print(m._applied)"
     assert _applied_in_fresh_process(None, code) == "None"
 
 

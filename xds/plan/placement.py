@@ -55,7 +55,7 @@ def place(loaded: LoadedPlan) -> PlacedPlan:
     shares = src = None
     if model.is_moe:
         shares, src = expert_shares(loaded, model)
-    kv_tok = model.kv_bytes_per_token(spec.kv_dtype) * (1 + model.mtp_layers / model.layers)
+    kv_tok = model.kv_bytes_per_token_with_mtp(spec.kv_dtype)
     s = _Setting(loaded, model, hw, topo, lens["input_len"], lens["output_len"], shares, src, kv_tok)
     alloc = _NodeAllocator(loaded, topo)
     order = sorted(range(len(spec.pools)), key=lambda j: spec.pools[j].role != "decode")
