@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,14 +131,21 @@ def run_check(job: dict[str, Any]) -> CheckResult:
 
 
 def run_gate(suite_path: str, *, junit: str | None = None, workers: int | None = None,
-             ray: str | None = None) -> dict[str, Any]:
+             ray: str | None = None, progress: Callable[..., None] | None = None) -> dict[str, Any]:
     """``xds gate`` as a function: the result document (and the JUnit file). Checks run on the
-    executor (``workers`` local processes, default all cores, or a Ray cluster)."""
+    executor (``workers`` local processes, default all cores, or a Ray cluster);
+    ``progress(done, total, failed=)`` is called as checks finish."""
     check_output_path(junit, "--junit")
     executor = Executor(workers=workers, ray=ray)
     suite, jobs = load_suite(suite_path)
     t0 = time.perf_counter()
-    outcomes = sorted(executor.map(run_check, jobs, batch=1), key=lambda o: o.index)
+    outcomes, failed = [], 0
+    for o in executor.map(run_check, jobs, batch=1):
+        outcomes.append(o)
+        failed += o.error is not None or not o.value.passed
+        if progress is not None:
+            progress(len(outcomes), len(jobs), failed=failed)
+    outcomes.sort(key=lambda o: o.index)
     results = [o.value if o.error is None else
                CheckResult(jobs[o.index]["name"], False, 0.0, {}, [], jobs[o.index]["expect"],
                            error=o.error) for o in outcomes]

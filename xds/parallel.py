@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ class Executor:
             raise XdsError("give --workers N or --ray, not both", file="--ray")
         if self.ray is not None and not str(self.ray).strip():
             raise XdsError("expected auto, local or a cluster address HOST:PORT", file="--ray")
+        if self.ray is not None:
+            _import_ray()              # a missing extra is a one-line error before any work
 
     @property
     def label(self) -> str:
@@ -128,27 +131,57 @@ def _pool_map(n: int, fn, items, batch: int | None) -> Iterator[Outcome]:
             raise
 
 
-def _ray_map(address: str, fn, items, batch: int | None) -> Iterator[Outcome]:
+def _import_ray():
     try:
         import ray
     except ImportError:
         raise XdsError("Ray is not installed: install the ray extra (pip install 'xds[ray]', or "
                        "pip install '.[ray]' in the xds checkout)", file="--ray") from None
+    return ray
+
+
+def _ray_map(address: str, fn, items, batch: int | None) -> Iterator[Outcome]:
+    """Run the batches as Ray tasks. A task whose worker process dies is re-run by Ray
+    (``RAY_MAX_RETRIES``); a batch that still cannot finish becomes one error per cell, so the
+    other cells are kept. A Ray instance this map started is shut down when it ends."""
+    ray = _import_ray()
     started = not ray.is_initialized()
     if started:
         _ray_init(ray, address)
     try:
-        parallel = max(1, int(ray.available_resources().get("CPU", 1)))
+        parallel = max(1, int(ray.cluster_resources().get("CPU", 1)))
         remote = ray.remote(max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(run_batch)
         fn_ref = ray.put(fn)
-        pending = [remote.remote(fn_ref, b) for b in _batches(items, parallel, batch)]
+        batches = {}
+        for b in _batches(items, parallel, batch):
+            batches[remote.remote(fn_ref, b)] = b
+        pending = list(batches)
         while pending:
             finished, pending = ray.wait(pending, num_returns=1)
             for ref in finished:
-                yield from ray.get(ref)
+                yield from _ray_result(ray, ref, batches[ref])
     finally:
         if started:
             ray.shutdown()
+
+
+def _ray_result(ray, ref, batch: list[tuple[int, Any]]) -> list[Outcome]:
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        msg = f"ray: {type(exc).__name__}: {first[:200]}"
+        return [Outcome(i, error=msg) for i, _ in batch]
+
+
+def _local_cpus() -> int:
+    """CPUs of a private ``--ray local`` instance: all cores, or ``XDS_RAY_NUM_CPUS`` (CI sets 2)."""
+    text = os.environ.get("XDS_RAY_NUM_CPUS", "").strip()
+    if not text:
+        return os.cpu_count() or 1
+    if not text.isdigit() or int(text) < 1:
+        raise XdsError(f"must be a whole number >= 1 (got {text!r})", file="XDS_RAY_NUM_CPUS")
+    return int(text)
 
 
 def _ray_init(ray, address: str) -> None:
@@ -157,10 +190,30 @@ def _ray_init(ray, address: str) -> None:
                               logging_level="ERROR", configure_logging=True)
     try:
         if address == "local":
-            ray.init(num_cpus=os.cpu_count() or 1, **kw)
+            ray.init(address="local", num_cpus=_local_cpus(), **kw)
         else:
+            _check_reachable(address)
             ray.init(address=address, **kw)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         msg = " ".join(str(exc).split())[:200]
         raise XdsError(f"cannot reach a Ray cluster at {address!r}: {msg} (start one with "
                        "`ray start --head`, or use --ray local)", file="--ray") from None
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a cluster address nothing listens on (Ray itself retries for minutes).
+    ``auto`` is checked only when ``RAY_ADDRESS`` names the address."""
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS", "auto").strip() or "auto"
+        if address == "auto":
+            return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise XdsError(f"expected auto, local or a cluster address HOST:PORT (got {address!r})",
+                       file="--ray")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise XdsError(f"cannot reach a Ray cluster at {address!r}: {exc.strerror or exc} (start one "
+                       "with `ray start --head`, or use --ray local)", file="--ray") from None

@@ -12,6 +12,7 @@ from ..pipeline import chaos_plan
 from ..spec.fileio import check_output_path
 from . import options as opts
 from .output import console, emit_json, write_out
+from .progress import many_run_progress
 
 SPARK = "▁▂▃▄▅▆▇█"
 
@@ -76,10 +77,11 @@ def register(app: typer.Typer) -> None:
         plot: Optional[str] = typer.Option(None, "--plot", help="TPOT/throughput timeline with fault markers (png/svg)."),
     ) -> None:
         check_output_path(out, "--out")
-        doc = chaos_plan(plan, scenario=scenario, policy=policy, seed=seed, random=random,
-                         rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
-                         trials=trials, plot=plot, workers=workers, ray=ray,
-                         **opts.workload_options(locals()))
+        with many_run_progress(random and not json_out, "chaos trials") as cb:
+            doc = chaos_plan(plan, scenario=scenario, policy=policy, seed=seed, random=random,
+                             rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
+                             trials=trials, plot=plot, workers=workers, ray=ray, progress=cb,
+                             **opts.workload_options(locals()))
         code = 0 if doc["passed"] else 1
         if json_out:
             emit_json(doc, out)

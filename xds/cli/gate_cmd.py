@@ -10,6 +10,7 @@ from rich.table import Table
 from ..gate import run_gate
 from . import options as opts
 from .output import console, emit_json
+from .progress import many_run_progress
 
 
 def _margin(v, th) -> str:
@@ -38,8 +39,8 @@ def register(app: typer.Typer) -> None:
         ray: Optional[str] = opts.RAY,
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
-
-        doc = run_gate(suite, junit=junit, workers=workers, ray=ray)
+        with many_run_progress(not json_out, "gate checks") as cb:
+            doc = run_gate(suite, junit=junit, workers=workers, ray=ray, progress=cb)
         code = 0 if doc["passed"] else 1
         if json_out:
             emit_json(doc)
