@@ -18,8 +18,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 ProgressCallback = Callable[..., None]
 
@@ -29,8 +35,10 @@ def _noop(done: int, total: int, failed: int | None = None) -> None:
 
 
 @contextmanager
-def many_run_progress(enabled: bool, label: str) -> Iterator[ProgressCallback]:
-    """Yield a ``cb(done, total, failed=None)`` that draws a progress bar on stderr."""
+def many_run_progress(enabled: bool, label: str, parallel: int | None = None
+                      ) -> Iterator[ProgressCallback]:
+    """Yield a ``cb(done, total, failed=None)`` that draws a progress bar on stderr; with
+    ``parallel`` (cells in flight at once) it also shows how many are running."""
     if not enabled or not sys.stderr.isatty():
         yield _noop
         return
@@ -41,7 +49,9 @@ def many_run_progress(enabled: bool, label: str) -> Iterator[ProgressCallback]:
         task = bar.add_task(label, total=None, failed="")
 
         def cb(done: int, total: int, failed: int | None = None) -> None:
-            note = f"[red]{failed} failed[/]" if failed else ""
-            bar.update(task, completed=done, total=total, failed=note)
+            notes = [f"{min(parallel, total - done)} running"] if parallel else []
+            if failed:
+                notes.append(f"[red]{failed} failed[/]")
+            bar.update(task, completed=done, total=total, failed=", ".join(notes))
 
         yield cb

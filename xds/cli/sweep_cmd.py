@@ -4,11 +4,9 @@ executor, with a resumable ``--cache``; print the table and the best cell per ob
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Optional
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..errors import XdsError
@@ -17,28 +15,8 @@ from ..spec.fileio import check_output_path, check_plot_path, write_text_atomic
 from ..sweep import csv_text, load_sweep, run_sweep, write_plot
 from ..sweep.table import check_plot_args
 from . import options as opts
-from .output import console, emit_json, err_console, write_out
-
-
-def _progress(enabled: bool, parallel: int):
-    """Rich progress on stderr (done / running / failed, ETA); none without a terminal."""
-    if not enabled or not sys.stderr.isatty():
-        return None, lambda: None
-    prog = Progress(TextColumn("sweep"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total} cells, {task.fields[running]} running, "
-                               "{task.fields[failed]} failed"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=err_console(), transient=True)
-    state: dict[str, Any] = {"task": None}
-
-    def cb(done: int, total: int, failed: int) -> None:
-        if state["task"] is None:
-            prog.start()
-            state["task"] = prog.add_task("sweep", total=total, running=0, failed=0)
-        prog.update(state["task"], completed=done, failed=failed,
-                    running=min(parallel, total - done))
-
-    return cb, prog.stop
+from .output import console, emit_json, write_out
+from .progress import many_run_progress
 
 
 def _fmt(v: Any) -> str:
@@ -106,11 +84,9 @@ def register(app: typer.Typer) -> None:
                            file="--x" if x else "--y")
         if plot:
             x, y = check_plot_args(list(loaded.axes), loaded.spec.fields, x, y)
-        cb, close = _progress(not json_out, workers or os.cpu_count() or 1)
-        try:
+        parallel = None if ray else (workers or os.cpu_count() or 1)
+        with many_run_progress(not json_out, "sweep", parallel) as cb:
             doc = run_sweep(loaded, executor=executor, cache=cache, progress=cb)
-        finally:
-            close()
         if csv_out:
             write_text_atomic(csv_out, csv_text(doc))
         if plot:
