@@ -31,7 +31,7 @@ from xml.sax.saxutils import escape, quoteattr
 from .errors import XdsError
 from .parallel import Executor
 from .pipeline import chaos_plan, simulate_plan
-from .spec.fileio import check_output_path, write_text_atomic
+from .spec.fileio import check_output_path, resolve_relative, write_text_atomic
 from .spec.plan import load_plan
 from .spec.scenario import load_scenario
 from .spec.suite import RESULT_FIELDS, CheckSpec, SuiteSpec, Threshold  # noqa: F401  (re-exported)
@@ -49,17 +49,6 @@ class CheckResult:
     error: str | None = None
 
 
-def _resolve(base: Path, rel: str, what: str, file: str, where: str) -> str:
-    p = Path(rel)
-    if not p.is_absolute():
-        cand = base / p
-        p = cand if cand.exists() else p
-    if not p.exists():
-        raise XdsError(f"{what} file {rel!r} not found (looked in {base} and the current directory)",
-                       file=file, where=where)
-    return str(p)
-
-
 def load_suite(path: str | Path) -> tuple[SuiteSpec, list[dict[str, Any]]]:
     """Validate a suite and everything it names (plans, scenarios, traces) before running anything."""
     file = str(path)
@@ -68,20 +57,20 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[dict[str, Any]]]:
     jobs = []
     for i, c in enumerate(suite.checks):
         w = f"checks[{i}]"
-        plan = _resolve(base, c.plan, "plan", file, f"{w}.plan")
+        plan = resolve_relative(base, c.plan, "plan", file, f"{w}.plan")
         load_plan(plan)
-        scen = _resolve(base, c.scenario, "scenario", file, f"{w}.scenario") if c.scenario else None
+        scen = resolve_relative(base, c.scenario, "scenario", file, f"{w}.scenario") if c.scenario else None
         if scen:
             load_scenario(scen)
         wl = None
         if c.workload is not None:
             wl = c.workload.model_dump(exclude_unset=True)
             if "trace" in wl:
-                wl["trace"] = _resolve(base, wl["trace"], "trace", file, f"{w}.workload.trace")
+                wl["trace"] = resolve_relative(base, wl["trace"], "trace", file, f"{w}.workload.trace")
             for side in ("input", "output"):
                 d = wl.get(side)
                 if isinstance(d, dict) and d.get("file"):
-                    d["file"] = _resolve(base, d["file"], "length", file, f"{w}.workload.{side}.file")
+                    d["file"] = resolve_relative(base, d["file"], "length", file, f"{w}.workload.{side}.file")
         jobs.append({"name": c.name, "plan": plan, "scenario": scen, "policy": c.policy,
                      "workload": wl, "seed": c.seed,
                      "expect": {k: v.model_dump() for k, v in c.expect.items()}})

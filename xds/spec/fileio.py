@@ -81,3 +81,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def resolve_relative(base: Path, rel: str, what: str, file: str, where: str) -> str:
+    """A path named inside ``file`` (a suite or sweep): from ``base`` (that file's folder) first,
+    then the current directory; a missing file is an error at ``where``."""
+    p = Path(rel)
+    if not p.is_absolute():
+        cand = base / p
+        p = cand if cand.exists() else p
+    if not p.exists():
+        raise XdsError(f"{what} file {rel!r} not found (looked in {base} and the current directory)",
+                       file=file, where=where)
+    return str(p)

@@ -184,10 +184,10 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
             return []                   # tagged unions: give up on descending
         ann = fields[part].annotation
         if get_origin(ann) is dict and len(get_args(ann)) == 2:
-            dict_value = _first_model(get_args(ann)[1])
+            dict_value = first_model(get_args(ann)[1])
             current = None if dict_value is None else current
             continue
-        current = _first_model(ann)
+        current = first_model(ann)
     fields = getattr(current, "model_fields", None) or {}
     names = []
     for name, f in fields.items():
@@ -195,12 +195,13 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return names
 
 
-def _first_model(ann: Any) -> Any:
+def first_model(ann: Any) -> Any:
+    """The first pydantic model class inside a type annotation (``X | None``, ``list[X]``, ...)."""
 
     if isinstance(ann, type) and issubclass(ann, BaseModel):
         return ann
     for arg in get_args(ann):
-        found = _first_model(arg)
+        found = first_model(arg)
         if found is not None:
             return found
     return None

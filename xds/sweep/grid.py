@@ -14,17 +14,18 @@ import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from .. import __version__
 from ..errors import XdsError
+from ..spec.fileio import resolve_relative
 from ..spec.plan import PlanSpec, load_plan
 from ..spec.scenario import load_scenario
 from ..spec.sweep import SPECIAL_AXES, SweepSpec, check_fields
 from ..spec.workload import WorkloadSpec
-from ..spec.yamlio import describe_validation_error, load_yaml, read_bytes, validate
+from ..spec.yamlio import describe_validation_error, first_model, load_yaml, read_bytes, validate
 
 POLICY_VALUES = ("restart", "pd-failover", "fine-grained")
 ROLES = ("prefill", "decode")
@@ -45,28 +46,6 @@ class Sweep:
         return self.spec.axes
 
 
-def _resolve(base: Path, rel: str, what: str, file: str, where: str) -> str:
-    """A path from the sweep's folder first, then the current directory (like gate suites)."""
-    p = Path(rel)
-    if not p.is_absolute():
-        cand = base / p
-        p = cand if cand.exists() else p
-    if not p.exists():
-        raise XdsError(f"{what} file {rel!r} not found (looked in {base} and the current directory)",
-                       file=file, where=where)
-    return str(p)
-
-
-def _model_of(ann: Any) -> type[BaseModel] | None:
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    for arg in get_args(ann):
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def _walk(model: type[BaseModel], parts: list[str], key: str, file: str) -> None:
     """Each part of a dotted path names a field of the model it descends into."""
     cur: type[BaseModel] | None = model
@@ -79,7 +58,7 @@ def _walk(model: type[BaseModel], parts: list[str], key: str, file: str) -> None
             hint = difflib.get_close_matches(part, names, n=1)
             raise XdsError(f"unknown field {part!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
                            + f" (allowed: {', '.join(names)})", file=file, where=f"axes.{key}")
-        cur = _model_of(cur.model_fields[part].annotation)
+        cur = first_model(cur.model_fields[part].annotation)
 
 
 def check_path(key: str, plan: dict[str, Any], file: str) -> None:
@@ -157,7 +136,7 @@ def _special(key: str, values: list[Any], base: Path, file: str) -> list[Any]:
         elif v is not None:
             if not isinstance(v, str):
                 raise XdsError(f"a scenario is a file path or null (got {v!r})", file=file, where=where)
-            v = _resolve(base, v, "scenario", file, where)
+            v = resolve_relative(base, v, "scenario", file, where)
             load_scenario(v)
         out.append(v)
     return out
@@ -170,12 +149,12 @@ def _base_plan(spec: SweepSpec, plan_path: str, base: Path, file: str) -> dict[s
     if spec.base.workload is not None:
         wl = spec.base.workload.model_dump(exclude_unset=True)
         if "trace" in wl:
-            wl["trace"] = str(Path(_resolve(base, wl["trace"], "trace", file, "base.workload.trace"))
+            wl["trace"] = str(Path(resolve_relative(base, wl["trace"], "trace", file, "base.workload.trace"))
                               .resolve())
         for side in ("input", "output"):
             d = wl.get(side)
             if isinstance(d, dict) and d.get("file"):
-                d["file"] = str(Path(_resolve(base, d["file"], "length", file,
+                d["file"] = str(Path(resolve_relative(base, d["file"], "length", file,
                                               f"base.workload.{side}.file")).resolve())
         plan["workload"] = wl
     if spec.run != "estimate" and not plan.get("workload") and not any(
@@ -226,7 +205,7 @@ def load_sweep(path: str | Path) -> Sweep:
     spec = validate(SweepSpec, load_yaml(path, what="sweep"), file=file)
     check_fields(spec, file)
     base = Path(path).resolve().parent
-    plan_path = _resolve(base, spec.base.plan, "plan", file, "base.plan")
+    plan_path = resolve_relative(base, spec.base.plan, "plan", file, "base.plan")
     plan = _base_plan(spec, plan_path, base, file)
     values: dict[str, list[Any]] = {}
     for key, vals in spec.axes.items():
@@ -235,7 +214,7 @@ def load_sweep(path: str | Path) -> Sweep:
             values[key] = _special(key, vals, base, file)
             continue
         if key in PATH_AXES:        # files resolve from the sweep's folder, like base.workload's
-            vals = [str(Path(_resolve(base, v, "input", file, f"axes.{key}[{i}]")).resolve())
+            vals = [str(Path(resolve_relative(base, v, "input", file, f"axes.{key}[{i}]")).resolve())
                     if isinstance(v, str) and v != "synthetic" else v for i, v in enumerate(vals)]
         for i, v in enumerate(vals):
             trial = copy.deepcopy(plan)
@@ -243,7 +222,7 @@ def load_sweep(path: str | Path) -> Sweep:
             _check_plan(trial, file, f"axes.{key}[{i}]")
         values[key] = vals
     if spec.base.scenario is not None:
-        spec_scen = _resolve(base, spec.base.scenario, "scenario", file, "base.scenario")
+        spec_scen = resolve_relative(base, spec.base.scenario, "scenario", file, "base.scenario")
         load_scenario(spec_scen)
     else:
         spec_scen = None
