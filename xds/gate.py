@@ -31,6 +31,7 @@ from xml.sax.saxutils import escape, quoteattr
 from .errors import XdsError
 from .parallel import Executor
 from .pipeline import chaos_plan, simulate_plan
+from .report.values import field
 from .spec.fileio import check_output_path, resolve_relative, write_text_atomic
 from .spec.plan import load_plan
 from .spec.scenario import load_scenario
@@ -78,11 +79,8 @@ def load_suite(path: str | Path) -> tuple[SuiteSpec, list[dict[str, Any]]]:
 
 
 def _field(doc: dict[str, Any], key: str) -> float | None:
-    cur: Any = doc
-    for part in key.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
+    """A numeric dotted field of a result document (a bool counts as 0/1), or None."""
+    cur = field(doc, key)
     if isinstance(cur, bool):
         return float(cur)
     return cur if isinstance(cur, (int, float)) else None

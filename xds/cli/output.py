@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 
+from ..report.values import plain
 from ..spec.fileio import write_text_atomic
-
-
-def _clean(obj: Any) -> Any:
-    """Make ``obj`` JSON-safe and deterministic: NumPy scalars/arrays to Python, NaN/inf to null."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _clean(obj.item())
-    if isinstance(obj, float):
-        if not math.isfinite(obj):
-            return None
-        return obj
-    return obj
 
 
 def to_json(doc: Any) -> str:
     """Serialise a result document: sorted keys are NOT used (field order is part of the view),
     NaN/inf become null, output ends with a newline."""
-    return json.dumps(_clean(doc), indent=2, allow_nan=False) + "\n"
+    return json.dumps(plain(doc), indent=2, allow_nan=False) + "\n"
 
 
 def emit_json(doc: Any, out: str | None = None) -> None:

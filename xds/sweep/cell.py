@@ -4,40 +4,13 @@ simulate, or replay its fault scenario; return the collected fields as plain JSO
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
-
-import numpy as np
 
 from ..pipeline import chaos_plan, simulate_plan
 from ..plan import place
+from ..report.values import field, plain
 from ..spec.plan import LoadedPlan, PlanSpec
 from ..spec.yamlio import validate
-
-
-def field(doc: dict[str, Any], key: str) -> Any:
-    """A dotted field of a result document, or None when it is absent."""
-    cur: Any = doc
-    for part in key.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
-
-
-def plain(obj: Any) -> Any:
-    """JSON-safe and exact: NumPy to Python, NaN/inf to None; a cached cell reads back the same."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        return plain(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def estimate_doc(loaded: LoadedPlan) -> dict[str, Any]:
