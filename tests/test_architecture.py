@@ -26,6 +26,7 @@ LAYERS = [
     {"pipeline"},
     {"gate", "sweep"},
     {"cli"},
+    {"__main__"},                         # `python -m xds`: runs the CLI
 ]
 OPTIONAL = {"matplotlib", "ray"}          # may be imported inside functions
 MAX_FILE_LINES = 400
