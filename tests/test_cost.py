@@ -6,13 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from xds.cost.calibrate import _errors, calibrate, read_points
 from xds.cost import CostModel, Layout
+from xds.cost.calibrate import _errors, calibrate, read_points
 from xds.cost.estimate import estimate, roofline_decode
-from xds.spec.model import load_model
 from xds.spec.hardware import load_hardware
+from xds.spec.model import load_model
 
 from .conftest import FIXTURES, assert_user_error, run_cli
 

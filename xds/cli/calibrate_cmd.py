@@ -44,6 +44,10 @@ def register(app: typer.Typer) -> None:
         c = console()
         c.print(t)
         c.print(f"MAPE {doc['mape_before_pct']:.2f} % → {doc['mape_after_pct']:.2f} %")
-        c.print("fitted factors: " + ", ".join(f"{k}={v:g}" for k, v in doc["efficiency"].items()))
+        c.print(f"{doc['free_parameters']} free parameters fitted to {doc['points_count']} points: "
+                + ", ".join(f"{k}={doc['efficiency'][k]:g}" for k in doc["fitted"]))
+        for k, b in doc["at_bound"].items():
+            c.print(f"[yellow]{k} sits on its {b['side']} bound {b['bound']:g}: the data push against the "
+                    f"bound ({b['source']})[/yellow]")
         if out:
             c.print(f"wrote {out}")

@@ -5,9 +5,16 @@ A points CSV has the ``xds estimate`` flags as columns (``phase``, ``chips``, ``
 ``measured``. ``phase`` may also be ``dispatch`` or ``combine`` for communication micro-benchmarks (``ep``
 ranks, ``batch_per_die`` tokens per rank, ``fabric`` scale_up|scale_out, metric ``latency_us``).
 
-The fit minimises the mean squared log error over all points with ONE set of factors (Nelder-Mead
-in a bounded, transformed space, deterministic), then reports per-point error and MAPE before and
-after and writes a hardware YAML that ``--hardware FILE.yaml`` accepts.
+Communication rows may name the ``kernel`` (``low_latency``, the default, or ``normal``: the
+high-throughput kernel prefill uses, reference §G) and give ``latency_us`` or, for the normal kernel,
+the ``bandwidth_gb_s`` the kernel reports.
+
+The fit minimises the squared log error over all points (in units of each point's tolerance) with
+ONE set of factors: a deterministic projected Levenberg–Marquardt (:mod:`.lsq`) warm-started from
+the given factors, every factor kept inside the bounds a measurement gives it (:mod:`.bounds`). It
+reports per-point error and MAPE before and after, the number of free parameters next to the number
+of points, which factors sit on a bound, and writes a hardware YAML that ``--hardware FILE.yaml``
+accepts.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import csv
 import difflib
 import io
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,34 +35,34 @@ from ..spec.fileio import write_text_atomic
 from ..spec.hardware import Efficiency, HardwareSpec, load_hardware
 from ..spec.model import load_model
 from ..spec.yamlio import read_bytes
+from .bounds import bounds_for
 from .costmodel import CostModel
 from .estimate import EstimateArgs, prepare, price
 from .layout import Fabric, Layout, combine_bytes_per_copy, dispatch_bytes_per_copy
+from .lsq import levenberg_marquardt
 
 METRICS = {
     "decode": ("tpot_ms", "output_throughput_per_chip", "step_time_ms", "moe_layer_us"),
     "prefill": ("input_throughput_per_chip", "ttft_ms", "step_time_ms"),
-    "dispatch": ("latency_us",),
-    "combine": ("latency_us",),
+    "dispatch": ("latency_us", "bandwidth_gb_s"),
+    "combine": ("latency_us", "bandwidth_gb_s"),
 }
 INT_COLS = {"chips", "ep", "dp", "tp", "input_len", "output_len", "mtp", "microbatches",
             "shared_expert_dies", "redundant_experts"}
 FLOAT_COLS = {"batch_per_die", "batch_per_chip", "tokens_per_chip", "mtp_acceptance", "balancedness",
               "measured", "tolerance_pct"}
 STR_COLS = {"name", "model", "hardware", "cluster", "phase", "eplb", "quant", "kv_dtype", "metric",
-            "fabric", "source"}
+            "fabric", "kernel", "source"}
+COMM_METRICS = ("latency_us", "bandwidth_gb_s")
 
-# Bounds of each fittable factor: (low, high). Fractions stay physical; times stay non-negative.
-BOUNDS = {
-    "compute": (0.2, 0.95), "memory": (0.3, 0.95), "attention_compute": (0.2, 0.95),
-    "attention_memory": (0.3, 0.95), "scale_up": (0.1, 0.95), "scale_out": (0.1, 0.98),
-    "comm_latency_us": (0.0, 300.0), "comm_log_peers_us": (0.0, 50.0),
-    "dispatch_quant_us": (0.0, 2.0), "launch_us": (0.0, 50.0), "step_overhead_ms": (0.0, 20.0),
-    "microbatch_overlap": (0.0, 1.0), "prefill_compute": (0.1, 1.0),
-}
-DEFAULT_FIT = ("compute", "attention_compute", "memory", "scale_up", "scale_out", "comm_latency_us",
-               "comm_log_peers_us", "dispatch_quant_us", "step_overhead_ms", "microbatch_overlap",
-               "prefill_compute")
+# ``scale_up`` is not fitted: the link fraction is measured (reference §A.4 UB read 164/196; §G DeepEP
+# NVLink 158/200), and at the one payload size of the published tables (128 tokens per rank) it is
+# not separable from the start-up latency and the per-token quantisation.
+DEFAULT_FIT = ("compute", "attention_compute", "memory", "scale_out", "scale_up_bulk",
+               "scale_out_bulk", "comm_latency_us", "comm_log_peers_us", "dispatch_quant_us",
+               "step_overhead_ms", "prefill_compute")
+COMM_FACTORS = ("scale_up", "scale_out", "scale_up_bulk", "scale_out_bulk", "comm_latency_us",
+                "comm_log_peers_us", "dispatch_quant_us")
 
 
 @dataclass
@@ -116,6 +123,13 @@ def _comm_predictor(r: dict[str, Any], file: str, line: int) -> Callable[[Hardwa
     if plane not in ("scale_up", "scale_out"):
         raise XdsError(f"fabric must be scale_up or scale_out (got {plane!r})", file=file, where=f"line {line}")
     op = r["phase"]
+    kernel = r.get("kernel", "low_latency")
+    if kernel not in ("low_latency", "normal"):
+        raise XdsError(f"kernel must be low_latency or normal (got {kernel!r})", file=file, where=f"line {line}")
+    if r["metric"] == "bandwidth_gb_s" and kernel != "normal":
+        raise XdsError("bandwidth_gb_s rows are for kernel normal (the low-latency kernel is "
+                       "measured as latency_us)", file=file, where=f"line {line}")
+    kern = "bulk" if kernel == "normal" else "low_latency"
 
     def predict(hw: HardwareSpec) -> float:
         quant = r.get("quant", hw.default_quant)
@@ -124,10 +138,13 @@ def _comm_predictor(r: dict[str, Any], file: str, line: int) -> Callable[[Hardwa
         lay = Layout(dies=ep, ep=ep, dp=ep, routed_slots=slots, quant=quant)
         cm = CostModel(model, hw, lay, Fabric(gb_s, plane))
         copies = tokens * model.top_k
-        if op == "dispatch":
-            return float(cm.comm_us(copies * dispatch_bytes_per_copy(model.hidden, quant), dispatch=True,
-                                    tokens=tokens))
-        return float(cm.comm_us(copies * combine_bytes_per_copy(model.hidden), dispatch=False))
+        per_copy = dispatch_bytes_per_copy(model.hidden, quant) if op == "dispatch" \
+            else combine_bytes_per_copy(model.hidden)
+        t = float(cm.comm_us(copies * per_copy, dispatch=op == "dispatch", tokens=tokens, kernel=kern,
+                             copies=copies))
+        if r["metric"] == "bandwidth_gb_s":   # what the kernel reports: bytes over the link / time
+            return copies * per_copy * cm.bulk_dedup / t / 1e3
+        return t
 
     return predict
 
@@ -191,120 +208,121 @@ def _errors(points: list[Point], hw: HardwareSpec) -> np.ndarray:
     return pred / meas - 1.0
 
 
-def _to_unit(name: str, v: float) -> float:
-    lo, hi = BOUNDS[name]
-    x = min(max((v - lo) / (hi - lo), 1e-6), 1 - 1e-6)
-    return math.log(x / (1 - x))
+@dataclass
+class FitInfo:
+    """What :func:`fit` did: ``free``: the factors it fitted (those some point is sensitive to; the
+    others keep their values); ``at_bound``: ``{factor: "low"|"high"}`` for fitted factors the data
+    push against a measured bound; ``bounds``: ``{factor: (low, high, source)}`` used;
+    ``evaluations``: calls of the cost model."""
+
+    free: tuple[str, ...] = ()
+    at_bound: dict[str, str] = field(default_factory=dict)
+    bounds: dict[str, tuple[float, float, str]] = field(default_factory=dict)
+    evaluations: int = 0
 
 
-def _from_unit(name: str, z: float) -> float:
-    lo, hi = BOUNDS[name]
-    return lo + (hi - lo) / (1.0 + math.exp(-z))
+def _identifiable(cand: list[str], x0: np.ndarray, res: Callable[[np.ndarray], np.ndarray]) -> list[str]:
+    """The factors the points can identify, in ``cand``'s order of preference: a factor no point is
+    sensitive to, or whose effect on the points is (nearly) a combination of the effects of
+    factors kept before it (Gram–Schmidt on the Jacobian columns), cannot be fitted and keeps its
+    value. E.g. at one payload size (128 tokens per rank) a start-up latency, a per-token
+    quantisation cost and a link fraction are not separable."""
+    r0 = res(x0)
+    kept: list[str] = []
+    basis: list[np.ndarray] = []
+    for i, n in enumerate(cand):
+        x = x0.copy()
+        step = 0.05 if x[i] <= 0.5 else -0.05
+        x[i] += step
+        col = (res(x) - r0) / step
+        norm = float(np.linalg.norm(col))
+        if norm < 1e-6:
+            continue
+        v = col.copy()
+        for q in basis:
+            v -= (q @ v) * q
+        if np.linalg.norm(v) > 0.02 * norm:
+            basis.append(v / np.linalg.norm(v))
+            kept.append(n)
+    return kept
 
 
-def _nelder_mead(f: Callable[[np.ndarray], float], x0: np.ndarray, iters: int, step: float = 0.6):
-    """Plain deterministic Nelder-Mead (no SciPy dependency)."""
-    n = len(x0)
-    simplex = [x0.copy()] + [x0 + step * np.eye(n)[i] for i in range(n)]
-    vals = [f(x) for x in simplex]
-    for _ in range(iters):
-        order = np.argsort(vals)
-        simplex = [simplex[i] for i in order]
-        vals = [vals[i] for i in order]
-        centroid = np.mean(simplex[:-1], axis=0)
-        xr = centroid + (centroid - simplex[-1])
-        fr = f(xr)
-        if fr < vals[0]:
-            xe = centroid + 2.0 * (centroid - simplex[-1])
-            fe = f(xe)
-            simplex[-1], vals[-1] = (xe, fe) if fe < fr else (xr, fr)
-        elif fr < vals[-2]:
-            simplex[-1], vals[-1] = xr, fr
-        else:
-            xc = centroid + 0.5 * (simplex[-1] - centroid)
-            fc = f(xc)
-            if fc < vals[-1]:
-                simplex[-1], vals[-1] = xc, fc
-            else:
-                for i in range(1, n + 1):
-                    simplex[i] = simplex[0] + 0.5 * (simplex[i] - simplex[0])
-                    vals[i] = f(simplex[i])
-    best = int(np.argmin(vals))
-    return simplex[best], vals[best]
-
-
-COMM_FACTORS = ("scale_up", "scale_out", "comm_latency_us", "comm_log_peers_us", "dispatch_quant_us")
-
-
-def _fit_subset(points: list[Point], hw: HardwareSpec, names: tuple[str, ...], rounds: int,
-                iters: int) -> HardwareSpec:
+def _fit_subset(points: list[Point], hw: HardwareSpec, names: tuple[str, ...], info: FitInfo) -> HardwareSpec:
     base = hw.efficiency.model_dump()
-    e0 = _errors(points, hw)
-    active = []
-    for n in names:
-        probe = _with(hw, {n: _from_unit(n, _to_unit(n, base[n]) + 0.5)})
-        if np.max(np.abs(_errors(points, probe) - e0)) > 1e-6:
-            active.append(n)
+    bounds = info.bounds
+    tol = np.array([max(p.tolerance_pct, 0.5) / 100.0 for p in points])
+    meas = np.log(np.array([p.measured for p in points]))
+
+    def values(x: np.ndarray, active: list[str]) -> dict[str, float]:
+        return {n: bounds[n][0] + float(xi) * (bounds[n][1] - bounds[n][0]) for n, xi in zip(active, x)}
+
+    def unit(n: str, v: float) -> float:
+        lo, hi, _ = bounds[n]
+        return min(max((v - lo) / (hi - lo), 0.0), 1.0)
+
+    def residuals(x: np.ndarray, active: list[str]) -> np.ndarray:
+        h = _with(hw, values(x, active))
+        info.evaluations += 1
+        return (np.log(np.maximum([p.predict(h) for p in points], 1e-30)) - meas) / tol
+
+    cand = [n for n in names if n in bounds]
+    x0 = np.array([unit(n, base[n]) for n in cand])
+    active = _identifiable(cand, x0, lambda x: residuals(x, cand))
     if not active:
         return hw
-    tol = np.array([max(p.tolerance_pct, 0.5) / 100.0 for p in points])
-
-    def obj(z: np.ndarray) -> float:
-        # errors in units of each point's tolerance, so a ±5 % target weighs more than a ±15 % one
-        vals = {n: _from_unit(n, float(zi)) for n, zi in zip(active, z)}
-        err = _errors(points, _with(hw, vals))
-        return float(np.mean((np.log1p(err) / tol) ** 2))
-
-    z = np.array([_to_unit(n, base[n]) for n in active])
-    best = obj(z)
-    for r in range(rounds):
-        z_new, v = _nelder_mead(obj, z, iters, step=0.8 / (r + 1))
-        if v < best:
-            z, best = z_new, v
+    res = levenberg_marquardt(lambda x: residuals(x, active), np.array([unit(n, base[n]) for n in active]))
     vals = {}
-    for n, zi in zip(active, z):
-        lo, hi = BOUNDS[n]
-        v = _from_unit(n, float(zi))
-        if v - lo < (hi - lo) * 1e-4:   # pinned at the bound: report the bound, not 1e-30
-            v = lo
-        vals[n] = float(f"{v:.4g}")
+    for i, (n, v) in enumerate(values(res.x, active).items()):
+        if res.at_low[i] or res.at_high[i]:
+            info.at_bound[n] = "low" if res.at_low[i] else "high"
+            vals[n] = bounds[n][0] if res.at_low[i] else bounds[n][1]
+        else:
+            vals[n] = float(f"{v:.4g}")
+    info.free = info.free + tuple(active)
     return _with(hw, vals)
 
 
-def fit(points: list[Point], hw: HardwareSpec, names: tuple[str, ...] = DEFAULT_FIT,
-        *, rounds: int = 3, iters: int = 400) -> HardwareSpec:
-    """Fit the named efficiency factors of ``hw`` to ``points``; returns a new HardwareSpec.
+def fit(points: list[Point], hw: HardwareSpec, names: tuple[str, ...] = DEFAULT_FIT
+        ) -> tuple[HardwareSpec, FitInfo]:
+    """Fit the named efficiency factors of ``hw`` to ``points``: ``(fitted HardwareSpec, FitInfo)``.
 
+    Warm-starts from ``hw``'s factors (clipped into their bounds, :func:`.bounds.bounds_for`).
     Two stages, because communication micro-benchmarks depend only on the fabric factors: first the
-    fabric factors on those points alone, then every other factor on all points with the fabric
-    fixed. Factors that no point is sensitive to keep their values (the fit must not invent numbers).
+    fabric factors on those points alone, then every other factor on all other points with the
+    fabric fixed. Factors that no point is sensitive to keep their values (the fit must not invent
+    numbers) and are not counted as free. Deterministic; well under a second for ~40 points.
     """
-    comm_pts = [p for p in points if p.metric == "latency_us"]
+    info = FitInfo(bounds=bounds_for(hw))
+    comm_pts = [p for p in points if p.metric in COMM_METRICS]
     comm_names = tuple(n for n in names if n in COMM_FACTORS)
     if comm_pts and comm_names:
-        hw = _fit_subset(comm_pts, hw, comm_names, rounds + 2, iters)
+        hw = _fit_subset(comm_pts, hw, comm_names, info)
         names = tuple(n for n in names if n not in COMM_FACTORS)
-    other = [p for p in points if p.metric != "latency_us"] if comm_pts else points
+    other = [p for p in points if p.metric not in COMM_METRICS] if comm_pts else points
     if other and names:
-        hw = _fit_subset(other, hw, names, rounds, iters)
-    return hw
+        hw = _fit_subset(other, hw, names, info)
+    return hw, info
 
 
 def calibrate(hardware: str, points_file: str, *, out: str | None = None,
               start: str = "shipped", fit_names: tuple[str, ...] = DEFAULT_FIT) -> dict[str, Any]:
     """``xds calibrate`` as a function: returns the report document (and writes ``out``).
 
-    ``start="defaults"`` starts from the schema defaults instead of the shipped factors (used to show
-    that the fit recovers the shipped ones).
+    ``start="defaults"`` starts the fitted factors from the schema defaults instead of the shipped
+    values (used to show that the fit recovers the shipped ones); factors not fitted keep theirs.
     """
     hw = load_hardware(hardware)
-    if start == "defaults":
-        hw = hw.model_copy(update={"efficiency": Efficiency()})
+    shipped = hw.efficiency.model_dump()
+    if start == "defaults":   # the fitted factors start from the schema defaults; measured ones stay
+        d = Efficiency().model_dump()
+        hw = _with(hw, {n: d[n] for n in fit_names})
     elif start != "shipped":
         raise XdsError(f"unknown start {start!r} (allowed: shipped, defaults)", file="--start")
     points = read_points(points_file, hardware)
     before = _errors(points, hw)
-    fitted = fit(points, hw, fit_names)
+    fitted, info = fit(points, hw, fit_names)
+    # factors the points cannot identify keep the shipped value, whatever the start
+    fitted = _with(fitted, {n: shipped[n] for n in fit_names if n not in info.free})
     after = _errors(points, fitted)
     doc = {
         "hardware": hw.name,
@@ -319,6 +337,12 @@ def calibrate(hardware: str, points_file: str, *, out: str | None = None,
         "mape_after_pct": round(float(np.mean(np.abs(after))) * 100, 3),
         "efficiency_before": hw.efficiency.model_dump(),
         "efficiency": fitted.efficiency.model_dump(),
+        "free_parameters": len(info.free),
+        "points_count": len(points),
+        "fitted": list(info.free),
+        "at_bound": {n: {"side": side, "bound": info.bounds[n][0 if side == "low" else 1],
+                         "source": info.bounds[n][2]} for n, side in info.at_bound.items()},
+        "bounds": {n: {"low": lo, "high": hi, "source": src} for n, (lo, hi, src) in info.bounds.items()},
     }
     doc["all_within_tolerance"] = all(p["within_tolerance"] for p in doc["points"])
     if out:

@@ -2,9 +2,10 @@
 
 Every MoE layer runs two streams over ``m`` microbatches — the attention stream (prolog projections,
 the attention kernel over the KV cache, output projection) and the MoE stream (gate, dispatch,
-expert GEMMs, combine). While one microbatch is in attention the other is in MoE, so a layer takes
-``m × max(attention, moe)`` plus the part of the shorter stream that does not hide
-(``1 − microbatch_overlap``). Dispatch/combine synchronise every EP rank, so the MoE stream is priced
+expert GEMMs, combine). With ``m ≥ 2`` the two streams run concurrently on disjoint core sets
+(reference §B.1): while one microbatch is in attention the other is in MoE, so a layer takes
+``m × max(attention, moe)`` — at least the HBM traffic both streams share — and each forward pays
+one pipeline fill; with one microbatch the streams run back to back on the whole die. Dispatch/combine synchronise every EP rank, so the MoE stream is priced
 at the most loaded rank (``balancedness``) and the attention stream at the slowest DP rank
 (lockstep). MTP with ``k`` drafts verifies ``1 + k`` tokens per request in the main forward, runs the
 MTP module ``k`` times on one token per request, and yields ``1 + a + … + a^k`` tokens per step.
@@ -19,20 +20,27 @@ import numpy as np
 from .operators import Operators, StepOps
 
 
-def layer_us(ops: Operators, attention, moe: dict[str, Any]) -> Any:
-    """One layer (µs) from the attention stream's time and the MoE stream's operator times."""
+def layer_us(ops: Operators, attention, moe: dict[str, Any], hbm=None, fabric=0.0) -> Any:
+    """One layer (µs) from the attention stream's time and the MoE stream's operator times (both per
+    microbatch); ``hbm``: µs of HBM traffic of both streams per microbatch; ``fabric``: µs the
+    dispatch/combine payload of one microbatch occupies the link (MA only)."""
     lay = ops.lay
     moe_total = sum(moe.values())
     if lay.attention_dies:
-        # MA disaggregation (xDeepServe §5.2): MoE dies run persistent kernels on separate
-        # streams, so their expert compute overlaps the A2E/E2A traffic of another domain; only one
-        # domain uses the fabric at a time. A layer takes the longest of: the fabric serving every
-        # domain's microbatches, the MoE dies computing them, and one domain's own critical path.
+        # MA disaggregation (xDeepServe §5.2, reference §C.6 and §D): the attention dies run only
+        # attention; each microbatch's round trip A2E → MoE → E2A is a latency path that hides behind
+        # the other microbatch's attention (intra-domain microbatching), so one domain's layer takes
+        # m × max(attention, round trip). The MoE dies and the fabric are shared resources: the MoE
+        # dies compute every domain's microbatches, and only one domain uses A2E/E2A at a time, so
+        # the layer also takes at least domains × m × (MoE compute) and domains × m × (link
+        # occupancy of the payload — not the round-trip latency). Published decomposition: 0.7 ms
+        # attention per microbatch vs A2E 0.17 + MoE 0.12 + E2A 0.19 ms overlapped (§C.6).
         mbs, dom = lay.microbatches, lay.ma_domains
         comm = moe.get("dispatch", 0.0) + moe.get("combine", 0.0)
         compute = moe_total - comm
-        return np.maximum(np.maximum(dom * mbs * comm, dom * mbs * compute), mbs * attention + moe_total)
-    return ops.overlap_streams(attention, moe_total)
+        return np.maximum(np.maximum(dom * mbs * fabric, dom * mbs * compute),
+                          mbs * np.maximum(attention, moe_total))
+    return ops.overlap_streams(attention, moe_total, hbm)
 
 
 def forward_us(ops: Operators, b, ctx, q: int, want_ops: bool):
@@ -53,17 +61,25 @@ def forward_us(ops: Operators, b, ctx, q: int, want_ops: bool):
         i = np.argmax(attention_rank, axis=-1)[..., None]
         attention_ops = {k: np.take_along_axis(v, i, -1)[..., 0] for k, v in per_rank.items()}
     attention = attention_rank.max(axis=-1)
+    attention_hbm = roof.hbm_us(ctx_mb).max(axis=-1)
     ranks = b.shape[-1]
     tok_total_mb = tok_mb.sum(axis=-1) * (lay.dp / ranks)
     tok_max = tok_mb.max(axis=-1)
     moe_ops = StepOps(attention=attention_ops, bound=dict(attention_bound))
     ops.moe_ops(tok_max, tok_total_mb, True, moe_ops)
-    total = m.moe_layers * layer_us(ops, attention, moe_ops.moe)
+    moe_total = sum(moe_ops.moe.values())
+    moe_ops.layer_us = layer_us(ops, attention, moe_ops.moe, attention_hbm + moe_ops.moe_hbm_us,
+                                moe_ops.fabric_us)
+    total = m.moe_layers * moe_ops.layer_us
     dense_ops = None
     if m.dense_layers:
         dense_ops = StepOps(attention=attention_ops, bound=dict(attention_bound))
         ops.moe_ops(tok_max, tok_total_mb, False, dense_ops)
-        total = total + m.dense_layers * layer_us(ops, attention, dense_ops.moe)
+        dense_ops.layer_us = layer_us(ops, attention, dense_ops.moe, attention_hbm + dense_ops.moe_hbm_us,
+                                      dense_ops.fabric_us)
+        total = total + m.dense_layers * dense_ops.layer_us
+    if not lay.attention_dies:
+        total = total + ops.pipeline_fill_us(attention, moe_total)
     return total, moe_ops, dense_ops, attention
 
 
@@ -101,8 +117,8 @@ def decode_step_us(ops: Operators, batch, ctx_sum, *, detail: bool = False):
     if lay.mtp:
         bd["mtp_layers"] = mtp_us
     bd["sampling_scheduling"] = overhead + 0 * total
-    dense_us = layer_us(ops, attention, dense_ops.moe) if dense_ops is not None else 0.0
-    per_layer_us = {"moe_layer_us": layer_us(ops, attention, moe_ops.moe), "dense_layer_us": dense_us}
+    dense_us = dense_ops.layer_us if dense_ops is not None else 0.0
+    per_layer_us = {"moe_layer_us": moe_ops.layer_us, "dense_layer_us": dense_us}
     return total, bd, bound, per_layer_us
 
 

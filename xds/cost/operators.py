@@ -12,7 +12,6 @@ Units: µs for times, FLOP/s for peaks, bytes/s for HBM bandwidth, GB/s (= 1e3 b
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -59,6 +58,9 @@ class StepOps:
     attention: dict[str, Any] = field(default_factory=dict)
     moe: dict[str, Any] = field(default_factory=dict)
     bound: dict[str, str] = field(default_factory=dict)
+    moe_hbm_us: Any = 0.0     # µs the MoE stream's HBM traffic (weights) needs at full bandwidth
+    layer_us: Any = 0.0       # µs of one such layer over all microbatches (set by the decode step)
+    fabric_us: Any = 0.0      # µs dispatch + combine occupy the link (payload / bandwidth, no latency)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,12 @@ class AttentionRoofline:
     launch_us: float
     tp_us_per_token: float
     tp_latency_us: float
+    kv_us_per_context: float = 0.0
+
+    def hbm_us(self, ctx):
+        """µs of HBM traffic of the stream at full (efficiency-scaled) bandwidth: the projection
+        weights and the KV cache. Two concurrent streams share HBM bandwidth (reference §B.1)."""
+        return self.prolog_weights_us + self.out_weights_us + ctx * self.kv_us_per_context
 
     def terms(self, tok, ctx):
         """``(prolog, out, core, tp)`` µs without launches; ``tp`` is None when TP is 1."""
@@ -175,16 +183,47 @@ class Operators:
         slots = lay.routed_slots or max(m.n_routed_experts, self.routed_ranks)
         return slots / self.routed_ranks
 
-    def comm_us(self, nbytes, *, dispatch: bool, tokens=0.0):
-        """Dispatch/combine time (µs) for ``nbytes`` per die over the EP group; dispatch of a
-        quantised model also quantises its ``tokens``."""
+    def comm_us(self, nbytes, *, dispatch: bool, tokens=0.0, kernel: str = "low_latency", copies=None):
+        """Dispatch/combine time (µs) for ``nbytes`` of token copies per die over the EP group.
+
+        Two kernel models, as the serving stacks have two kernels (reference §G, DeepEP):
+
+        - ``low_latency`` (decode, ~128 tokens per rank): every copy goes straight to its expert's
+          rank; a start-up ``comm_latency_us`` plus ``comm_log_peers_us`` per doubling of the peers
+          it exchanges tokens with, the payload at ``scale_up``/``scale_out`` of the link, and (for a
+          quantised model) ``dispatch_quant_us`` per token quantised inside dispatch. ``copies``
+          token copies per rank reach ``EP·(1 − (1 − 1/EP)^copies)`` distinct peers in expectation
+          (uniform routing): every peer at 128 tokens × top-8 (the published tables, reference
+          §C.4), a few at a few tokens — which is why the kernel takes ~20 µs at batch 4 and ~110 µs
+          at batch 128 (reference §C.5, XDS Fig 6). ``copies=None`` means every peer.
+        - ``bulk`` (prefill, thousands of tokens per rank): the normal/high-throughput kernel is
+          bandwidth-bound; across nodes it sends a token once per destination node and forwards
+          it inside the node (node-limited routing: at most ``topk_group`` nodes per token), so
+          only ``topk_group / top_k`` of the copies cross the scale-out link; the payload moves at
+          ``scale_up_bulk``/``scale_out_bulk`` of the link after the same start-up.
+        """
         e = self.e
-        peers = max(self.lay.ep, 2)
-        t = e.comm_latency_us + e.comm_log_peers_us * math.log2(peers)
+        if kernel == "bulk":
+            out = self.fabric.plane != "scale_up"
+            eff = e.scale_out_bulk if out else e.scale_up_bulk
+            return e.comm_latency_us + nbytes * self.bulk_dedup / (self.fabric.gb_s * eff * 1e3)
+        ep = max(self.lay.ep, 2)
+        peers = ep if copies is None else np.maximum(ep * -np.expm1(copies * np.log1p(-1.0 / ep)), 2.0)
+        t = e.comm_latency_us + e.comm_log_peers_us * np.log2(peers)
         t = t + nbytes / (self.fabric.gb_s * self.comm_eff * 1e3)
         if dispatch and self.lay.quant != "bf16":
             t = t + e.dispatch_quant_us * tokens
         return t
+
+    @cached_property
+    def bulk_dedup(self) -> float:
+        """Share of the token copies the bulk kernel sends over the link: ``topk_group / top_k``
+        across nodes (one copy per destination node, DeepSeek-V3 node-limited routing), 1 inside a
+        scale-up domain."""
+        m = self.m
+        if self.fabric.plane == "scale_up" or not m.is_moe or m.topk_group >= m.top_k:
+            return 1.0
+        return max(m.topk_group, 1) / m.top_k
 
     def gemm(self, params, tokens, share, eff=None):
         """A GEMM over ``params`` weights (quantised) on ``tokens`` tokens with ``share`` of the cube
@@ -207,20 +246,35 @@ class Operators:
         return t
 
     def stream_shares(self) -> tuple[float, float]:
-        """Fractions of the cube cores for the attention and MoE streams (reference §B.1 split)."""
+        """Fractions of the cube cores for the attention and MoE streams. With two or more
+        microbatches the decode graph pins the two streams to disjoint core sets (reference §B.1
+        "Decode stream split": 16 of 24 AIC for attention, 8 for MoE); with one microbatch every
+        operator runs on the whole die."""
         lay, e = self.lay, self.e
         if lay.microbatches > 1 and lay.attention_dies == 0:
             return e.attention_stream_share, 1.0 - e.attention_stream_share
         return 1.0, 1.0
 
-    def overlap_streams(self, a, b):
-        """One layer (µs) of ``m`` microbatches whose two streams ``a`` and ``b`` overlap: ``m ×
-        max(a, b)`` plus the part of the shorter stream that does not hide."""
+    def overlap_streams(self, a, b, hbm=None):
+        """One layer (µs) of two streams over the layout's ``m`` microbatches; ``a``, ``b`` and
+        ``hbm`` are per-microbatch µs.
+
+        One microbatch runs the streams back to back: ``a + b``. With ``m ≥ 2`` they run concurrently
+        on disjoint resources — decode: disjoint AIC/AIV core sets (reference §B.1); prefill: AIC
+        computes while AIV and SDMA move tokens (reference §D, CMv3 §4.3.2) — so in steady state each
+        microbatch slot takes the longer stream, ``m × max(a, b)``. Concurrent memory-bound operators
+        share HBM bandwidth rather than cores, so the layer takes at least ``m × hbm`` (µs of HBM
+        traffic of both streams per microbatch). The pipeline fill is :meth:`pipeline_fill_us`."""
         m = self.lay.microbatches
         if m <= 1:
             return a + b
-        ov = self.e.microbatch_overlap
-        return m * np.maximum(a, b) + (1.0 - ov) * m * np.minimum(a, b)
+        t = m * np.maximum(a, b)
+        return t if hbm is None else np.maximum(t, m * hbm)
+
+    def pipeline_fill_us(self, a, b):
+        """Once per forward with ``m ≥ 2`` microbatches: the first microbatch's first stream and the
+        last one's last stream have nothing to overlap with, i.e. one shorter stream (µs)."""
+        return np.minimum(a, b) if self.lay.microbatches > 1 else 0.0 * (a + b)
 
     def attention_roofline(self, q: int) -> AttentionRoofline:
         """The decode attention stream's roofline for ``q`` query tokens per request (cached)."""
@@ -250,7 +304,7 @@ class Operators:
             tp_latency = e.comm_latency_us
         return AttentionRoofline(prolog_per_token, prolog_weights, out_per_token, out_weights,
                                  max(c_flops, c_bytes), c_flops >= c_bytes, e.launch_us,
-                                 tp_per_token, tp_latency)
+                                 tp_per_token, tp_latency, c_bytes)
 
     def moe_ops(self, tok_max, tok_total_mb, moe: bool, ops: StepOps) -> None:
         """MoE-stream operators (µs) of one layer and microbatch into ``ops``. ``tok_max``: query
@@ -261,26 +315,32 @@ class Operators:
         if not moe:
             t, c, mm = self.gemm(self.p_dense / lay.tp, tok_max, share)
             ops.moe["dense_ffn"], ops.bound["dense_ffn"] = t, bound_of(c, mm)
+            ops.moe_hbm_us = mm
             return
         t, c, mm = self.bf16_gemm(self.p_gate, tok_max, share)
         ops.moe["gate"], ops.bound["gate"] = t, bound_of(c, mm)
+        ops.moe_hbm_us = mm
         # the most loaded routed rank: its share of all token-expert pairs, times the imbalance
         load = tok_total_mb * m.top_k / self.routed_ranks * lay.balancedness
         copies = np.maximum(tok_max * m.top_k, load)
-        ops.moe["dispatch"] = self.comm_us(copies * self.msg_dispatch, dispatch=True, tokens=tok_max)
+        ops.moe["dispatch"] = self.comm_us(copies * self.msg_dispatch, dispatch=True, tokens=tok_max,
+                                           copies=tok_max * m.top_k)
         ops.bound["dispatch"] = "communication"
         w_routed = self.slots_per_rank * self.p_expert
         tr, c, mm = roofline_us(2.0 * self.p_expert * load, w_routed * self.wb, self.peak_gemm * share,
                                 e.compute, self.hbm, e.memory, e.launch_us)
+        ops.moe_hbm_us = ops.moe_hbm_us + mm
         if self.p_shared and lay.shared_dies:
             ts, c2, m2 = self.gemm(self.p_shared, tok_total_mb / lay.shared_dies, share)
             ops.moe["experts"] = np.maximum(tr, ts)
             ops.bound["experts"] = bound_of(np.maximum(c, c2), np.maximum(mm, m2))
         elif self.p_shared:
             ts, c2, m2 = self.gemm(self.p_shared, tok_max, share)
+            ops.moe_hbm_us = ops.moe_hbm_us + m2
             ops.moe["experts"], ops.moe["shared_expert"] = tr, ts
             ops.bound["experts"], ops.bound["shared_expert"] = bound_of(c, mm), bound_of(c2, m2)
         else:
             ops.moe["experts"], ops.bound["experts"] = tr, bound_of(c, mm)
-        ops.moe["combine"] = self.comm_us(copies * self.msg_combine, dispatch=False)
+        ops.moe["combine"] = self.comm_us(copies * self.msg_combine, dispatch=False, copies=tok_max * m.top_k)
+        ops.fabric_us = copies * (self.msg_dispatch + self.msg_combine) / (self.fabric.gb_s * self.comm_eff * 1e3)
         ops.bound["combine"] = "communication"

@@ -37,16 +37,19 @@ def prefill_batch_us(ops: Operators, new_tokens, attn_pairs, seqs, *, detail: bo
     t_sh, _, _ = ops.gemm(ops.p_shared, shared_tok, 1.0, eff=eff) if ops.p_shared else (0.0 * n, 0, 0)
     t_gate, _, _ = ops.bf16_gemm(ops.p_gate, n_mb, eff=eff)
     copies = np.maximum(n_mb * m.top_k, load)
-    t_disp = ops.comm_us(copies * ops.msg_dispatch, dispatch=True, tokens=n_mb)
-    t_comb = ops.comm_us(copies * ops.msg_combine, dispatch=False)
+    # prefill runs the normal (high-throughput) all-to-all kernel (reference §G)
+    t_disp = ops.comm_us(copies * ops.msg_dispatch, dispatch=True, tokens=n_mb, kernel="bulk")
+    t_comb = ops.comm_us(copies * ops.msg_combine, dispatch=False, kernel="bulk")
     t_dense, c4, m4 = ops.gemm(ops.p_dense, n_mb, 1.0, eff=eff)
     compute_moe = t_proj + t_core + t_gate + t_exp + t_sh
     comm_moe = t_disp + t_comb + t_tp
     compute_dense = t_proj + t_core + t_dense
     layer_moe = ops.overlap_streams(compute_moe, comm_moe)
     layer_dense = ops.overlap_streams(compute_dense, t_tp) if lay.tp > 1 else mb * compute_dense
+    fill = ops.pipeline_fill_us(compute_moe, comm_moe) if m.moe_layers else 0.0 * n
     head_us = ops.lm_head_us(s)
-    total = m.moe_layers * layer_moe + m.dense_layers * layer_dense + head_us + e.step_overhead_ms * 1e3
+    total = m.moe_layers * layer_moe + m.dense_layers * layer_dense + fill + head_us \
+        + e.step_overhead_ms * 1e3
     if not detail:
         return total
     L, D = m.moe_layers, m.dense_layers

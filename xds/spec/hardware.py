@@ -28,13 +28,15 @@ class Efficiency(Strict):
     ``compute`` and ``memory`` scale peak FLOPS / HBM bandwidth for GEMM-like and streaming operators;
     ``attention_compute`` / ``attention_memory`` do the same for attention kernels (reference §C.4
     measured MLA at 65.4 % compute and 84.1 % memory utilisation). ``scale_up`` and ``scale_out`` are
-    the achieved fractions of the link bandwidth for all-to-all traffic (dispatch/combine, KV
-    transfer); ``comm_latency_us`` is the fixed start-up of one dispatch/combine, ``comm_log_peers_us``
+    the achieved fractions of the link bandwidth for all-to-all traffic of the low-latency kernels
+    (decode dispatch/combine, KV transfer); ``scale_up_bulk`` / ``scale_out_bulk`` the same for the
+    normal (high-throughput) kernels that prefill uses (reference §G, DeepEP); ``comm_latency_us`` is the fixed start-up of one dispatch/combine, ``comm_log_peers_us``
     the extra per doubling of the peers it synchronises with, ``dispatch_quant_us`` the per-token
     quantise/pack cost of a quantised dispatch (µs per token-copy / 100, see xds/cost/operators.py).
     ``launch_us`` is the per-operator launch/sync overhead; ``step_overhead_ms`` the per-iteration
-    sampling/scheduling cost outside the layers. ``microbatch_overlap`` is the fraction of the shorter
-    stream hidden behind the longer one when two microbatches overlap; ``attention_stream_share`` the
+    sampling/scheduling cost outside the layers. ``microbatch_overlap`` is no longer used (the overlap
+    follows from the stream mechanism, xds/cost/operators.py) and is accepted for old YAML files;
+    ``attention_stream_share`` the
     fraction of the cube cores the attention stream gets in the decode stream split (reference §B.1:
     16 of 24 AIC). ``prefill_compute`` is the GEMM efficiency of prefill, which xDeepServe runs in eager
     single-op mode (reference §B.3) rather than as a captured graph.
@@ -46,6 +48,8 @@ class Efficiency(Strict):
     attention_memory: float = Field(0.841, gt=0, le=1)
     scale_up: float = Field(0.5, gt=0, le=1)
     scale_out: float = Field(0.5, gt=0, le=1)
+    scale_up_bulk: float = Field(0.75, gt=0, le=1)
+    scale_out_bulk: float = Field(0.9, gt=0, le=1)
     comm_latency_us: float = Field(10.0, ge=0)
     comm_log_peers_us: float = Field(0.0, ge=0)
     dispatch_quant_us: float = Field(0.0, ge=0)
