@@ -40,6 +40,8 @@ def roofline_us(flops, bytes_, peak_flops, compute_eff, hbm_bps, mem_eff, launch
 
 def bound_of(tc, tm) -> str:
     """``compute`` if the compute time is at least the memory time everywhere, else ``memory``."""
+    if np.ndim(tc) == 0 and np.ndim(tm) == 0:    # the common scalar case, without array overhead
+        return "compute" if tc >= tm else "memory"
     return "compute" if np.all(np.asarray(tc) >= np.asarray(tm)) else "memory"
 
 
