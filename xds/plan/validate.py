@@ -1,0 +1,248 @@
+"""``xds validate`` as a function: the cost model against every published figure, in sample and out.
+
+For each row of the validation table (:mod:`.validation_table`) it reports
+
+* ``in_sample``: the prediction with the shipped efficiency factors (for rows that are calibration
+  points this is a fit error, not a validation);
+* ``loo``: the prediction with the factors refitted on *all other rows* of the same vendor
+  (leave-one-out), and the error of each; then the median and worst |error| per vendor (Ascend,
+  NVIDIA) over value rows, and for effects (ratio rows, reference §C.6) whether the sign is
+  reproduced and the size is within half of the published effect.
+
+Leave-one-out refits (``loo="newton"``, the default): the factors of :data:`xds.cost.calibrate.DEFAULT_FIT`
+in :data:`~xds.cost.calibrate.BOUNDS`, in the same bounded logit space and with the same objective
+as ``xds calibrate`` (mean squared log error in units of each row's tolerance), are refitted from the
+shipped values by damped Gauss-Newton: the Jacobian of every row's log prediction is taken once at
+the shipped factors (forward differences), then each left-out fit runs :data:`CHORD_STEPS` chord
+steps (fixed Jacobian, residuals re-evaluated with the real model), and the left-out row is priced
+with the real model at the refitted factors. One vendor's factors are one vector of logit shifts
+applied to each row's own hardware spec (H800 and H100 share NVIDIA's fit). ``loo="fit"`` runs
+:func:`xds.cost.calibrate.fit` itself per left-out row, warm-started at the shipped factors (exact,
+slower: it is as fast as that fit).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..cost.bands import compute_bands, regime, time_residual, vendor_of
+from ..cost.calibrate import BOUNDS, COMM_FACTORS, DEFAULT_FIT, Point, fit
+from ..errors import XdsError
+from ..spec.hardware import HardwareSpec
+from .validation_table import Row, read_table
+
+CHORD_STEPS = 6          # Gauss-Newton chord iterations per stage of a left-out refit
+HALVINGS = 6             # step halvings before a stage stops
+FD_STEP = 0.05           # forward-difference step in logit units
+DAMPING = 1e-3           # Levenberg-Marquardt damping, relative to the mean diagonal of JᵀWJ
+MAX_STEP = 3.0           # largest logit shift per factor in one refit
+LOO_MODES = ("newton", "fit")
+
+
+def _logit(name: str, v: float) -> float:
+    lo, hi = BOUNDS[name]
+    x = min(max((v - lo) / (hi - lo), 1e-6), 1 - 1e-6)
+    return math.log(x / (1 - x))
+
+
+def _unlogit(name: str, z: float) -> float:
+    lo, hi = BOUNDS[name]
+    return lo + (hi - lo) / (1.0 + math.exp(-z))
+
+
+def shifted(hw: HardwareSpec, names: tuple[str, ...], delta: np.ndarray) -> HardwareSpec:
+    """``hw`` with each named factor moved by ``delta`` in the bounded logit space (0 = shipped)."""
+    if not np.any(delta):
+        return hw
+    base = hw.efficiency.model_dump()
+    vals = {n: _unlogit(n, _logit(n, base[n]) + float(d)) for n, d in zip(names, delta) if d}
+    return hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update=vals)})
+
+
+@dataclass
+class _Group:
+    """One vendor's rows and their linearisation at the shipped factors."""
+
+    rows: list[Row]
+    names: tuple[str, ...]
+    weight: np.ndarray      # 1 / tolerance (fraction)
+    target: np.ndarray      # log published
+    base: np.ndarray        # log prediction at the shipped factors
+    jac: np.ndarray         # d log prediction / d logit factor, rows × factors
+
+    def log_pred(self, delta: np.ndarray, idx: list[int] | None = None) -> np.ndarray:
+        idx = list(range(len(self.rows))) if idx is None else idx
+        return np.array([math.log(self.rows[i].predict(shifted(self.rows[i].base_hw, self.names, delta)))
+                         for i in idx])
+
+
+def _group(rows: list[Row]) -> _Group:
+    names = tuple(n for n in DEFAULT_FIT if n in BOUNDS)
+    base = np.array([math.log(r.predict(r.base_hw)) for r in rows])
+    jac = np.zeros((len(rows), len(names)))
+    for k in range(len(names)):
+        d = np.zeros(len(names))
+        d[k] = FD_STEP
+        jac[:, k] = (np.array([math.log(r.predict(shifted(r.base_hw, names, d))) for r in rows]) - base) / FD_STEP
+    keep = np.any(np.abs(jac) > 1e-9, axis=0)           # factors no row is sensitive to stay shipped
+    names = tuple(n for n, k in zip(names, keep) if k)
+    return _Group(rows, names, np.array([1.0 / max(r.tolerance_pct, 0.5) * 100.0 for r in rows]),
+                  np.log([r.published for r in rows]), base, jac[:, keep])
+
+
+def _chord(g: _Group, train: list[int], cols: list[int], delta: np.ndarray) -> np.ndarray:
+    """Minimise the tolerance-weighted squared log error over ``train`` in the factors ``cols``
+    from ``delta``: damped Gauss-Newton steps with the shipped-point Jacobian, each step halved until
+    the real model's error falls (so the fit never gets worse than where it started)."""
+    if not train or not cols:
+        return delta
+    w = g.weight[train]
+    J = g.jac[np.ix_(train, cols)] * w[:, None]
+    A = J.T @ J
+    A += np.eye(len(cols)) * DAMPING * max(float(np.mean(np.diag(A))), 1e-12)
+    pred = g.log_pred(delta, train)
+    cost = float(np.sum(((pred - g.target[train]) * w) ** 2))
+    for _ in range(CHORD_STEPS):
+        step = np.zeros_like(delta)
+        step[cols] = -np.linalg.solve(A, J.T @ ((pred - g.target[train]) * w))
+        for _half in range(HALVINGS):
+            cand = np.clip(delta + step, -MAX_STEP, MAX_STEP)
+            p = g.log_pred(cand, train)
+            c = float(np.sum(((p - g.target[train]) * w) ** 2))
+            if c < cost:
+                delta, pred, cost = cand, p, c
+                break
+            step *= 0.5
+        else:
+            break
+    return delta
+
+
+def _newton_loo(g: _Group, i: int) -> float:
+    """Log prediction of row ``i`` with the factors refitted on the group's other rows, in the two
+    stages of :func:`xds.cost.calibrate.fit`: communication factors on the communication rows, then
+    every other factor on the other rows."""
+    others = [j for j in range(len(g.rows)) if j != i]
+    comm_rows = [j for j in others if g.rows[j].metric == "latency_us"]
+    comm_cols = [k for k, n in enumerate(g.names) if n in COMM_FACTORS]
+    delta = np.zeros(len(g.names))
+    rest_cols = list(range(len(g.names)))
+    if comm_rows and comm_cols:
+        delta = _chord(g, comm_rows, comm_cols, delta)
+        rest_cols = [k for k in rest_cols if k not in comm_cols]
+    rest_rows = [j for j in others if g.rows[j].metric != "latency_us"] if comm_rows else others
+    delta = _chord(g, rest_rows, rest_cols, delta)
+    return float(g.log_pred(delta, [i])[0])
+
+
+def _fit_loo(g: _Group, i: int) -> float:
+    """Log prediction of row ``i`` after :func:`xds.cost.calibrate.fit` on the other rows, warm-started
+    at the shipped factors; the fitted factors are applied to each row's own chip (H800 and H100)."""
+    pts = [Point(r.line, r.name, r.metric, r.published, r.tolerance_pct,
+                 (lambda hw, r=r: r.predict(r.base_hw.model_copy(update={"efficiency": hw.efficiency}))))
+           for j, r in enumerate(g.rows) if j != i]
+    fitted = fit(pts, g.rows[i].base_hw, g.names)
+    return math.log(g.rows[i].predict(fitted))
+
+
+def _effect_ok(pred: float, pub: float) -> bool:
+    """Sign of the effect reproduced and its size within half of the published one."""
+    e_pred, e_pub = pred - 1.0, pub - 1.0
+    return (e_pred > 0) == (e_pub > 0) and abs(e_pred - e_pub) <= 0.5 * abs(e_pub)
+
+
+def validate(rows_file: str | None = None, *, hardware: str | None = None, loo: str = "newton") -> dict[str, Any]:
+    """Run the validation; returns the ``xds validate --json`` document (see module doc)."""
+    if loo not in LOO_MODES:
+        raise XdsError(f"unknown mode {loo!r} (allowed: {', '.join(LOO_MODES)})", file="--loo")
+    rows = read_table(rows_file)
+    if hardware is not None:
+        names = sorted({r.hardware for r in rows} | {vendor_of(r.base_hw) for r in rows})
+        if hardware not in names:
+            raise XdsError(f"no rows for {hardware!r} (the table has: {', '.join(names)})", file="--hardware")
+    out_rows: list[dict[str, Any]] = []
+    for vendor in ("ascend", "nvidia"):
+        vrows = [r for r in rows if vendor_of(r.base_hw) == vendor]
+        if not vrows:
+            continue
+        g = _group(vrows)
+        for i, r in enumerate(vrows):
+            if hardware is not None and hardware not in (r.hardware, vendor):
+                continue
+            lo = _newton_loo(g, i) if loo == "newton" else _fit_loo(g, i)
+            out_rows.append(_row_doc(r, vendor, math.exp(g.base[i]), math.exp(lo)))
+    return {"table": rows_file or "shipped", "loo": loo, "rows": out_rows, "summary": summarize(out_rows),
+            "fit_factors": {"count": len(DEFAULT_FIT), "names": list(DEFAULT_FIT)}}
+
+
+def _row_doc(r: Row, vendor: str, ins: float, loo: float) -> dict[str, Any]:
+    digits = 4 if r.kind == "effect" else 3
+    d = {"name": r.name, "hardware": r.hardware, "vendor": vendor, "kind": r.kind, "metric": r.metric,
+         "phase": r.phase, "calibration": r.calibration, "published": r.published,
+         "in_sample": round(ins, digits), "in_sample_error_pct": round(100 * (ins / r.published - 1), 2),
+         "loo": round(loo, digits), "loo_error_pct": round(100 * (loo / r.published - 1), 2),
+         "tolerance_pct": r.tolerance_pct, "source": r.source}
+    if r.kind == "effect":
+        d["in_sample_effect_ok"] = _effect_ok(ins, r.published)
+        d["loo_effect_ok"] = _effect_ok(loo, r.published)
+    elif r.phase in ("decode", "prefill"):
+        d["regime"] = regime(vendor, r.phase, r.batch_per_die)
+        d["loo_time_residual"] = round(time_residual(r.metric, loo, r.published), 6)
+    if r.plan:
+        d["plan"] = r.plan
+    if r.note:
+        d["note"] = r.note
+    return d
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and worst |error| (%) per vendor over value rows, in sample and leave-one-out, and the
+    effects reproduced."""
+    out: dict[str, Any] = {}
+    for vendor in ("ascend", "nvidia"):
+        vals = [r for r in rows if r["vendor"] == vendor and r["kind"] == "value"]
+        eff = [r for r in rows if r["vendor"] == vendor and r["kind"] == "effect"]
+        if not vals and not eff:
+            continue
+        s: dict[str, Any] = {"rows": len(vals), "effects": len(eff)}
+        for k in ("in_sample", "loo"):
+            e = np.abs([r[f"{k}_error_pct"] for r in vals]) if vals else np.zeros(0)
+            s[f"{k}_median_pct"] = round(float(np.median(e)), 2) if e.size else None
+            s[f"{k}_worst_pct"] = round(float(np.max(e)), 2) if e.size else None
+            s[f"{k}_effects_ok"] = sum(bool(r[f"{k}_effect_ok"]) for r in eff)
+        s["loo_effects_wrong"] = len(eff) - s["loo_effects_ok"]
+        out[vendor] = s
+    return out
+
+
+def bands_from(doc: dict[str, Any]) -> dict[str, Any]:
+    """The error bands (:func:`xds.cost.bands.compute_bands`) from a validation document's
+    leave-one-out residuals of end-to-end value rows."""
+    res = [(r["regime"], r["loo_time_residual"]) for r in doc["rows"] if "regime" in r]
+    return compute_bands(res)
+
+
+def check(doc: dict[str, Any], thresholds: dict[str, Any]) -> list[str]:
+    """Regressions of ``doc`` past ``thresholds`` (``{vendor: {loo_median_pct, loo_worst_pct,
+    loo_effects_wrong}}``): one line each; empty when none."""
+    bad = []
+    for vendor, lim in thresholds.items():
+        s = doc["summary"].get(vendor)
+        if s is None:
+            continue
+        for key in ("loo_median_pct", "loo_worst_pct", "loo_effects_wrong"):
+            if key in lim and s.get(key) is not None and s[key] > lim[key]:
+                bad.append(f"{vendor} {key} {s[key]:g} > threshold {lim[key]:g}")
+    return bad
+
+
+def thresholds_from(doc: dict[str, Any], margin_pct: float = 1.0) -> dict[str, Any]:
+    """Today's measured values plus a small margin (``margin_pct`` percentage points, ×1.05)."""
+    return {v: {"loo_median_pct": round(s["loo_median_pct"] * 1.05 + margin_pct, 2),
+                "loo_worst_pct": round(s["loo_worst_pct"] * 1.05 + margin_pct, 2),
+                "loo_effects_wrong": s["loo_effects_wrong"]}
+            for v, s in doc["summary"].items() if s.get("loo_median_pct") is not None}
