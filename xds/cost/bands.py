@@ -100,25 +100,30 @@ def load_bands() -> dict[str, Any]:
 
 def interval(value: float | None, field: str, key: str, bands: dict[str, Any] | None = None) -> list[float] | None:
     """90 % interval ``[lo, hi]`` of a predicted ``value`` of ``field`` in regime ``key`` (same
-    units as ``value``); None when there is no value or no band."""
+    units as ``value``; a field ending in a throughput name is a rate); None when there is no value
+    or no band."""
     b = (bands if bands is not None else load_bands()).get("bands", {}).get(key)
     if value is None or b is None or not math.isfinite(value):
         return None
-    lo, hi = (-b["hi"], -b["lo"]) if field in RATE_FIELDS else (b["lo"], b["hi"])
+    lo, hi = (-b["hi"], -b["lo"]) if field.endswith(RATE_FIELDS) else (b["lo"], b["hi"])
     digits = 4 if abs(value) < 100 else 2
     return [round(value * math.exp(lo), digits), round(value * math.exp(hi), digits)]
 
 
 def add_intervals(doc: dict[str, Any], hw: HardwareSpec, phase: str, batch_per_die: float | None,
-                  fields: tuple[str, ...], *, prefix: str = "", bands: dict[str, Any] | None = None) -> None:
-    """Add ``<field>_interval`` next to each of ``fields`` present in ``doc`` (in place).
-    ``prefix`` maps a document field to the band's field name when they differ (``mean_``)."""
+                  fields: tuple[str, ...], bands: dict[str, Any] | None = None) -> None:
+    """Insert ``<field>_interval`` right after each of ``fields`` present in ``doc`` (in place), from
+    the band of the regime of ``hw`` × ``phase`` × batch class."""
     key = regime(vendor_of(hw), phase, batch_per_die)
-    for f in fields:
-        if f in doc:
-            iv = interval(doc[f], f[len(prefix):] if prefix and f.startswith(prefix) else f, key, bands)
-            if iv is not None:
-                doc[f + "_interval"] = iv
+    ivs = {f: interval(doc[f], f, key, bands) for f in fields if f in doc}
+    if not any(v is not None for v in ivs.values()):
+        return
+    items = list(doc.items())
+    doc.clear()
+    for k, v in items:
+        doc[k] = v
+        if ivs.get(k) is not None:
+            doc[k + "_interval"] = ivs[k]
 
 
 def fmt_interval(value: float, iv: list[float] | None, digits: int = 1, sep: str = ",") -> str:

@@ -23,16 +23,22 @@ slower: it is as fast as that fit).
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import yaml
 
-from ..cost.bands import compute_bands, regime, time_residual, vendor_of
+from ..cost.bands import BANDS_FILE, compute_bands, regime, time_residual, vendor_of
 from ..cost.calibrate import BOUNDS, COMM_FACTORS, DEFAULT_FIT, Point, fit
 from ..errors import XdsError
+from ..spec.builtins import DATA_ROOT
+from ..spec.fileio import write_text_atomic
 from ..spec.hardware import HardwareSpec
+from ..spec.yamlio import read_bytes
 from .validation_table import Row, read_table
 
 CHORD_STEPS = 6          # Gauss-Newton chord iterations per stage of a left-out refit
@@ -41,6 +47,8 @@ FD_STEP = 0.05           # forward-difference step in logit units
 DAMPING = 1e-3           # Levenberg-Marquardt damping, relative to the mean diagonal of JᵀWJ
 MAX_STEP = 3.0           # largest logit shift per factor in one refit
 LOO_MODES = ("newton", "fit")
+THRESHOLDS = DATA_ROOT / "validation" / "thresholds.yaml"
+THRESHOLD_KEYS = ("loo_median_pct", "loo_worst_pct", "loo_effects_wrong")
 
 
 def _logit(name: str, v: float) -> float:
@@ -246,3 +254,50 @@ def thresholds_from(doc: dict[str, Any], margin_pct: float = 1.0) -> dict[str, A
                 "loo_worst_pct": round(s["loo_worst_pct"] * 1.05 + margin_pct, 2),
                 "loo_effects_wrong": s["loo_effects_wrong"]}
             for v, s in doc["summary"].items() if s.get("loo_median_pct") is not None}
+
+
+def load_thresholds(path: str | None = None) -> dict[str, Any]:
+    """Read a thresholds YAML (default: the shipped ``xds/data/validation/thresholds.yaml``)."""
+    file = str(path or THRESHOLDS)
+    try:
+        doc = yaml.safe_load(read_bytes(path or THRESHOLDS, what="thresholds YAML"))
+    except yaml.YAMLError as exc:
+        raise XdsError(f"not valid YAML: {' '.join(str(exc).split())}", file=file) from None
+    if not isinstance(doc, dict) or not doc:
+        raise XdsError("expected a mapping vendor -> {loo_median_pct, loo_worst_pct, loo_effects_wrong}",
+                       file=file)
+    for vendor, lim in doc.items():
+        if vendor not in ("ascend", "nvidia"):
+            hint = difflib.get_close_matches(str(vendor), ["ascend", "nvidia"], n=1)
+            raise XdsError(f"unknown vendor {vendor!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                           + " (allowed: ascend, nvidia)", file=file, where=str(vendor))
+        if not isinstance(lim, dict):
+            raise XdsError("expected a mapping of limits", file=file, where=str(vendor))
+        for k, v in lim.items():
+            if k not in THRESHOLD_KEYS:
+                hint = difflib.get_close_matches(str(k), THRESHOLD_KEYS, n=1)
+                raise XdsError(f"unknown limit {k!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                               + f" (allowed: {', '.join(THRESHOLD_KEYS)})", file=file, where=f"{vendor}.{k}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise XdsError(f"must be a number >= 0 (got {v!r})", file=file, where=f"{vendor}.{k}")
+    return doc
+
+
+def write_thresholds(doc: dict[str, Any], path: str | None = None) -> str:
+    """Write today's values + margin (:func:`thresholds_from`) as the thresholds YAML; returns the path."""
+    out = str(path or THRESHOLDS)
+    text = ("# Regression thresholds of `xds validate --check` (.ci/run): leave-one-out median / worst\n"
+            "# |error| (%) over value rows and effects not reproduced, per vendor. Written by\n"
+            "# `xds validate --write-thresholds` from the measured values x1.05 + 1 percentage point.\n"
+            + yaml.safe_dump(thresholds_from(doc), sort_keys=False))
+    write_text_atomic(out, text)
+    return out
+
+
+def write_bands(doc: dict[str, Any], path: str | None = None) -> str:
+    """Write the bands of a validation document (:func:`bands_from`) as JSON; returns the path."""
+    if doc["table"] != "shipped":
+        raise XdsError("bands are computed from the shipped table only (drop --rows)", file="--write-bands")
+    out = str(path or BANDS_FILE)
+    write_text_atomic(out, json.dumps(bands_from(doc), indent=2) + "\n")
+    return out
