@@ -34,11 +34,13 @@ def render(doc: dict) -> None:
     c.print(t)
     s = Table(title="error per hardware (|error| over figures; effects: sign right and size within half)")
     for col in ("hardware", "figures", "in-sample median %", "worst %", "LOO median %", "LOO worst %",
-                "effects ok (in-sample / LOO)"):
+                "end-to-end LOO median / worst %", "effects ok (in-sample / LOO)"):
         s.add_column(col, justify="left" if col == "hardware" else "right")
     for vendor, v in doc["summary"].items():
         s.add_row(vendor, str(v["rows"]), _pct(v["in_sample_median_pct"]), _pct(v["in_sample_worst_pct"]),
                   _pct(v["loo_median_pct"]), _pct(v["loo_worst_pct"]),
+                  f"{_pct(v['end_to_end_loo_median_pct'])} / {_pct(v['end_to_end_loo_worst_pct'])} "
+                  f"({v['end_to_end_rows']})",
                   f"{v['in_sample_effects_ok']} / {v['loo_effects_ok']} of {v['effects']}")
     c.print(s)
 

@@ -175,7 +175,7 @@ def validate(rows_file: str | None = None, *, hardware: str | None = None, loo: 
     out_rows: list[dict[str, Any]] = []
     for vendor in ("ascend", "nvidia"):
         vrows = [r for r in rows if vendor_of(r.base_hw) == vendor]
-        if not vrows:
+        if not vrows or (hardware is not None and not any(hardware in (r.hardware, vendor) for r in vrows)):
             continue
         g = _group(vrows)
         for i, r in enumerate(vrows):
@@ -223,6 +223,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             s[f"{k}_worst_pct"] = round(float(np.max(e)), 2) if e.size else None
             s[f"{k}_effects_ok"] = sum(bool(r[f"{k}_effect_ok"]) for r in eff)
         s["loo_effects_wrong"] = len(eff) - s["loo_effects_ok"]
+        e2e = np.abs([r["loo_error_pct"] for r in vals if r["metric"] != "latency_us"])
+        s["end_to_end_rows"] = int(e2e.size)      # decode/prefill figures (no operator micro-benchmarks)
+        s["end_to_end_loo_median_pct"] = round(float(np.median(e2e)), 2) if e2e.size else None
+        s["end_to_end_loo_worst_pct"] = round(float(np.max(e2e)), 2) if e2e.size else None
         out[vendor] = s
     return out
 
