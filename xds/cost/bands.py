@@ -37,7 +37,6 @@ BANDS_FILE = DATA_ROOT / "validation" / "bands.json"
 MIN_ROWS = 4             # residuals a regime needs to stand on its own
 LEVEL = 0.90             # central interval: 5th to 95th percentile
 SMALL_BATCH_PER_DIE = 32.0   # decode batch per die below which a step is "small batch" (fixed-cost bound)
-TIME_FIELDS = ("tpot_ms", "ttft_ms", "step_time_ms", "moe_layer_us", "latency_us")
 RATE_FIELDS = ("output_throughput_per_chip", "input_throughput_per_chip")
 _CACHE: dict[str, Any] = {}
 
@@ -96,6 +95,11 @@ def load_bands() -> dict[str, Any]:
     if "doc" not in _CACHE:
         _CACHE["doc"] = json.loads(BANDS_FILE.read_text()) if BANDS_FILE.exists() else {"bands": {}}
     return _CACHE["doc"]
+
+
+def forget_bands() -> None:
+    """Drop the cached bands (after ``xds validate --write-bands`` rewrote the file)."""
+    _CACHE.clear()
 
 
 def interval(value: float | None, field: str, key: str, bands: dict[str, Any] | None = None) -> list[float] | None:
