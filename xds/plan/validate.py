@@ -12,12 +12,14 @@ For each row of the validation table (:mod:`.validation_table`) it reports
 Leave-one-out refits (``loo="newton"``, the default): the factors of :data:`xds.cost.calibrate.DEFAULT_FIT`
 in :data:`~xds.cost.calibrate.BOUNDS`, in the same bounded logit space and with the same objective
 as ``xds calibrate`` (mean squared log error in units of each row's tolerance), are refitted from the
-shipped values by Levenberg-Marquardt: the Jacobian of every row's log prediction is taken once at
-the shipped factors (forward differences), each left-out fit takes up to :data:`LM_TRIES` trial
-steps on it per stage, keeping a step only when the real model's error falls, and the left-out row
-is priced with the real model at the refitted factors. Measured against ``loo="fit"`` on the
-shipped table: DeepSeek H800 decode 2,323.5 vs 2,323.7 tok/s (0.05 s vs 17 s of CPU), CM decode b96
-TPOT 50.46 vs 49.44 ms (0.2 s vs 75 s): the fixed Jacobian stops up to ~2 % short of the full fit. One vendor's factors are one vector of logit shifts
+shipped values by Levenberg-Marquardt: the Jacobian of the rows' log predictions (forward
+differences) is taken where each stage starts (stage 1 at the shipped factors, shared by every
+left-out refit; stage 2 after that refit's fabric stage), each stage takes up to :data:`LM_TRIES`
+trial steps on it, keeping a step only when the real model's error falls, and the left-out row is
+priced with the real model at the refitted factors. Measured against ``loo="fit"`` on the shipped
+table: CM decode b96 TPOT 49.66 vs 49.44 ms (0.3 s vs 75 s of CPU), CM prefill default EPLB 5,570 vs
+5,857 tok/s (0.2 s vs 80 s), DeepSeek H800 decode 2,359 vs 2,324 tok/s (0.06 s vs 17 s): within
+~5 % of the full refit, whose own optimum is not unique where a stage has fewer rows than factors. One vendor's factors are one vector of logit shifts
 applied to each row's own hardware spec (H800 and H100 share NVIDIA's fit). ``loo="fit"`` runs
 :func:`xds.cost.calibrate.fit` itself per left-out row, warm-started at the shipped factors (exact,
 slower: it is as fast as that fit).
@@ -43,7 +45,10 @@ from ..spec.hardware import HardwareSpec
 from ..spec.yamlio import read_bytes
 from .validation_table import Row, read_table
 
-LM_TRIES = 16            # Levenberg-Marquardt trial steps per stage of a left-out refit
+LM_TRIES = 16            # Levenberg-Marquardt trial steps per round of a left-out refit
+REFRESHES = 0            # extra Jacobian refreshes per stage. Measured with 1 vs calibrate.fit: CM b96
+                         # TPOT 49.50 vs 49.44 ms, CM prefill 5,713 vs 5,857, H800 decode 2,519 vs 2,324
+                         # (an under-determined stage) at ~2x the CPU: not better, so off
 FD_STEP = 0.05           # forward-difference step in logit units
 DAMPING = 1e-2           # initial Levenberg-Marquardt damping (relative to the diagonal of JᵀWJ)
 MAX_STEP = 3.0           # largest logit shift per factor in one refit
@@ -83,6 +88,18 @@ class _Group:
     base: np.ndarray        # log prediction at the shipped factors
     jac: np.ndarray         # d log prediction / d logit factor, rows × factors
 
+    def jacobian(self, delta: np.ndarray, idx: list[int], cols: list[int]) -> np.ndarray:
+        """d log prediction / d logit factor at ``delta`` for rows ``idx`` and factors ``cols``."""
+        if not np.any(delta):
+            return self.jac[np.ix_(idx, cols)]
+        base = self.log_pred(delta, idx)
+        out = np.empty((len(idx), len(cols)))
+        for c, k in enumerate(cols):
+            d = delta.copy()
+            d[k] += FD_STEP
+            out[:, c] = (self.log_pred(d, idx) - base) / FD_STEP
+        return out
+
     def log_pred(self, delta: np.ndarray, idx: list[int] | None = None) -> np.ndarray:
         idx = list(range(len(self.rows))) if idx is None else idx
         return np.array([math.log(self.rows[i].predict(shifted(self.rows[i].base_hw, self.names, delta)))
@@ -103,15 +120,12 @@ def _group(rows: list[Row]) -> _Group:
                   np.log([r.published for r in rows]), base, jac[:, keep])
 
 
-def _chord(g: _Group, train: list[int], cols: list[int], delta: np.ndarray) -> np.ndarray:
-    """Minimise the tolerance-weighted squared log error over ``train`` in the factors ``cols``
-    from ``delta``: Levenberg-Marquardt steps on the shipped-point Jacobian, a step kept only when
-    the real model's error falls (damping ÷3 after a kept step, ×10 after a rejected one), so the
-    refit never ends worse than where it started."""
-    if not train or not cols:
-        return delta
+def _lm(g: _Group, train: list[int], cols: list[int], delta: np.ndarray) -> np.ndarray:
+    """Levenberg-Marquardt on the tolerance-weighted squared log error over ``train`` in the factors
+    ``cols`` from ``delta``, with the Jacobian at ``delta``; a step is kept only when the real model's
+    error falls (damping ÷3 after a kept step, ×10 after a rejected one)."""
     w = g.weight[train]
-    J = g.jac[np.ix_(train, cols)] * w[:, None]
+    J = g.jacobian(delta, train, cols) * w[:, None]
     A = J.T @ J
     scale = np.maximum(np.diag(A), 1e-9 * max(float(np.max(np.diag(A))), 1e-12))
     lam = DAMPING
@@ -132,6 +146,16 @@ def _chord(g: _Group, train: list[int], cols: list[int], delta: np.ndarray) -> n
                 break
         else:
             lam *= 10.0
+    return delta
+
+
+def _chord(g: _Group, train: list[int], cols: list[int], delta: np.ndarray) -> np.ndarray:
+    """One stage of a refit: :func:`_lm` on the shipped-point Jacobian, then :data:`REFRESHES` more
+    rounds each on a Jacobian re-taken where the previous round stopped."""
+    if not train or not cols:
+        return delta
+    for _ in range(1 + REFRESHES):
+        delta = _lm(g, train, cols, delta)
     return delta
 
 
