@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
     def validate_cmd(
         hardware: Optional[str] = typer.Option(None, "--hardware", help="Only rows of this hardware (ascend-910c, h800, h100) or vendor (ascend, nvidia)."),
         rows: Optional[str] = typer.Option(None, "--rows", help="A validation table CSV (default: the shipped one)."),
-        loo: str = typer.Option("newton", "--loo", help="newton (damped Gauss-Newton refit, fast) or fit (xds calibrate's fit per row)."),
+        loo: str = typer.Option("newton", "--loo", help="newton (Levenberg-Marquardt refit from the shipped factors, fast) or fit (xds calibrate's fit per row, slow)."),
         do_check: bool = typer.Option(False, "--check", help="Exit 1 when the LOO median/worst or effects regress past --thresholds."),
         thresholds: Optional[str] = typer.Option(None, "--thresholds", help="Thresholds YAML (default: the shipped one)."),
         bands: bool = typer.Option(False, "--write-bands", help="Write the error bands (package data bands.json) from this run."),
