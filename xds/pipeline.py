@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from .chaos import POLICIES, Scenario, compile_events, load_scenario, random_scenario, recovery_params
+from .cost.bands import add_intervals
 from .engine import SimResult, simulate
 from .errors import XdsError
 from .parallel import Executor
@@ -226,11 +227,28 @@ def simulate_plan(plan: str | LoadedPlan, *, workload: dict[str, Any] | None = N
     wall = time.perf_counter() - t0
     doc = build_report(res, placed, workload=w, wall_seconds=wall if timing else None,
                        timeline=timeline)
+    _model_bands(doc, placed)
     if requests_out:
         write_text_atomic(requests_out, requests_csv(res))
     if plot:
         write_plot(res, plot)
     return doc, res
+
+
+def _model_bands(doc: dict[str, Any], placed: Any) -> None:
+    """Add the cost model's 90 % bands (xds.cost.bands) next to the simulated TPOT, TTFT and
+    throughput: the uncertainty of the model that priced every iteration, NOT sampling noise."""
+    dec = (doc.get("pools") or {}).get("decode") or {}
+    batch = dec.get("mean_batch_per_rank")          # the batch the run actually decoded at
+    batch = float(placed.decode.batch_cap_per_rank) if batch is None else float(batch)
+    add_intervals(doc, placed.hw, "decode", batch,
+                  ("mean_tpot_ms", "p99_tpot_ms", "output_throughput_per_chip"))
+    if placed.prefill is not None:
+        add_intervals(doc, placed.hw, "prefill", None,
+                      ("mean_ttft_ms", "p99_ttft_ms", "input_throughput_per_chip"))
+    if any(k.endswith("_interval") for k in doc):
+        doc["interval_note"] = ("90 % band of the cost model (xds validate leave-one-out residuals), "
+                                "not sampling noise")
 
 
 def chaos_plan(plan: str | LoadedPlan, *, scenario: str | None = None, policy: str | None = None,

@@ -15,10 +15,11 @@ from . import (
     simulate_cmd,
     sweep_cmd,
     topo_cmd,
+    validate_cmd,
 )
 
-MODULES = [topo_cmd, model_cmd, estimate_cmd, calibrate_cmd, experts_cmd, plan_cmd, simulate_cmd,
-           chaos_cmd, gate_cmd, sweep_cmd]
+MODULES = [topo_cmd, model_cmd, estimate_cmd, calibrate_cmd, validate_cmd, experts_cmd, plan_cmd,
+           simulate_cmd, chaos_cmd, gate_cmd, sweep_cmd]
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..cost.bands import fmt_interval
 from ..cost.estimate import EstimateArgs, estimate
 from .output import console, emit_json
 
@@ -27,12 +28,14 @@ def render(doc: dict) -> None:
     t.add_row("roofline step (ceiling)", f"{doc['roofline_step_ms']:.2f} ms")
     if doc["phase"] == "decode":
         t.add_row("tokens per step (MTP)", f"{doc['tokens_per_step']:.3f}")
-        t.add_row("TPOT", f"{doc['tpot_ms']:.2f} ms")
-        t.add_row("output tokens/s per chip", f"{doc['output_throughput_per_chip']:,.0f}")
+        t.add_row("TPOT (90 % band)", fmt_interval(doc["tpot_ms"], doc.get("tpot_ms_interval"), 1) + " ms")
+        t.add_row("output tokens/s per chip (90 % band)", fmt_interval(
+            doc["output_throughput_per_chip"], doc.get("output_throughput_per_chip_interval"), 0))
         t.add_row("MoE layer time", f"{doc['moe_layer_us']:.0f} µs")
     else:
-        t.add_row("TTFT (one batch)", f"{doc['ttft_ms']:.1f} ms")
-        t.add_row("input tokens/s per chip", f"{doc['input_throughput_per_chip']:,.0f}")
+        t.add_row("TTFT (one batch, 90 % band)", fmt_interval(doc["ttft_ms"], doc.get("ttft_ms_interval"), 1) + " ms")
+        t.add_row("input tokens/s per chip (90 % band)", fmt_interval(
+            doc["input_throughput_per_chip"], doc.get("input_throughput_per_chip_interval"), 0))
     fits = "[green]fits[/green]" if doc["fits"] else f"[red]does not fit (short {doc['hbm_shortfall_gb']:.1f} GB)[/red]"
     t.add_row("HBM per die", f"{doc['hbm_used_gb_per_die']:.1f} / {doc['hbm_breakdown_gb']['capacity']:.0f} GB, {fits}")
     t.add_row("max batch per die (HBM)", str(doc["max_batch_per_die"]))

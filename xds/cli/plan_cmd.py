@@ -7,6 +7,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from ..cost.bands import fmt_interval
 from ..errors import XdsError
 from ..plan import plan_command
 from .output import console, emit_json, write_out
@@ -54,11 +55,15 @@ def _render_plan(doc: dict[str, Any]) -> None:
     def perf(p):
         if p["role"] == "decode":
             d = pred["decode"]
-            return f"TPOT {d['tpot_ms']:.1f} ms, {d['output_throughput_per_chip']:,.0f} tok/s/chip"
+            return (f"TPOT {fmt_interval(d['tpot_ms'], d.get('tpot_ms_interval'), 1)} ms, "
+                    f"{fmt_interval(d['output_throughput_per_chip'], d.get('output_throughput_per_chip_interval'), 0)}"
+                    " tok/s/chip (90 % bands)")
         q = pred["prefill"]
-        ttft = "overloaded" if q.get("ttft_ms") is None else f"{q['ttft_ms']:.0f} ms"
+        ttft = "overloaded" if q.get("ttft_ms") is None else f"{fmt_interval(q['ttft_ms'], q.get('ttft_ms_interval'), 0)} ms"
         return (f"TTFT {ttft} at the workload's rate (a full token-budget batch would take "
-                f"{q['ttft_full_batch_ms']:.0f} ms), {q['input_throughput_per_chip']:,.0f} tok/s/chip at full batch")
+                f"{q['ttft_full_batch_ms']:.0f} ms), "
+                f"{fmt_interval(q['input_throughput_per_chip'], q.get('input_throughput_per_chip_interval'), 0)}"
+                " tok/s/chip at full batch (90 % bands)")
     row("predicted", perf)
     c.print(t)
     s = pred["slo"]

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..cost.bands import fmt_interval
 from ..pipeline import simulate_plan
 from ..spec.fileio import check_output_path
 from . import options as opts
@@ -96,6 +97,12 @@ def _fmt(v, nd=1):
     return "-" if v is None else f"{v:,.{nd}f}"
 
 
+def _band(doc: dict, key: str, nd: int = 1) -> str:
+    """``value (lo–hi)`` with the cost model's 90 % band when the document has one."""
+    v = doc.get(key)
+    return "-" if v is None else fmt_interval(v, doc.get(key + "_interval"), nd)
+
+
 def _render(doc: dict) -> None:
     c = console()
     slo = doc["slo"]
@@ -112,8 +119,8 @@ def _render(doc: dict) -> None:
         t.add_row("failure reasons", ", ".join(f"{k}: {v}" for k, v in doc["failed_reasons"].items()))
     t.add_row("simulated duration", f"{doc['duration']:,.1f} s")
     t.add_row("output throughput", f"{_fmt(doc['output_throughput'])} tok/s "
-                                   f"({_fmt(doc['output_throughput_per_chip'])} per chip)")
-    t.add_row("input throughput per chip", f"{_fmt(doc['input_throughput_per_chip'])} tok/s")
+                                   f"({_band(doc, 'output_throughput_per_chip')} per chip)")
+    t.add_row("input throughput per chip", f"{_band(doc, 'input_throughput_per_chip')} tok/s")
     for pool, d in doc["pools"].items():
         k = "output_throughput_per_chip" if pool == "decode" else "input_throughput_per_chip"
         t.add_row(f"  {pool} pool ({d['chips']} chips) per chip", f"{_fmt(d.get(k))} tok/s")
@@ -121,10 +128,10 @@ def _render(doc: dict) -> None:
             cap = d.get("batch_cap_per_rank") or []
             t.add_row("  decode batch per DP rank mean / peak",
                       f"{d['mean_batch_per_rank']:,.1f} / {d['peak_batch_per_rank']:,.1f} (cap {', '.join(f'{c:g}' for c in cap)})")
-    t.add_row("TTFT mean / p50 / p99", f"{_fmt(doc['mean_ttft_ms'])} / {_fmt(doc['median_ttft_ms'])} / "
-                                       f"{_fmt(doc['p99_ttft_ms'])} ms")
-    t.add_row("TPOT mean / p50 / p99", f"{_fmt(doc['mean_tpot_ms'], 2)} / {_fmt(doc['median_tpot_ms'], 2)} / "
-                                       f"{_fmt(doc['p99_tpot_ms'], 2)} ms")
+    t.add_row("TTFT mean / p50 / p99", f"{_band(doc, 'mean_ttft_ms')} / {_fmt(doc['median_ttft_ms'])} / "
+                                       f"{_band(doc, 'p99_ttft_ms')} ms")
+    t.add_row("TPOT mean / p50 / p99", f"{_band(doc, 'mean_tpot_ms', 2)} / {_fmt(doc['median_tpot_ms'], 2)} / "
+                                       f"{_band(doc, 'p99_tpot_ms', 2)} ms")
     t.add_row("ITL mean / p99", f"{_fmt(doc['mean_itl_ms'], 2)} / {_fmt(doc['p99_itl_ms'], 2)} ms")
     t.add_row("E2E latency mean / p99", f"{_fmt(doc['mean_e2el_ms'])} / {_fmt(doc['p99_e2el_ms'])} ms")
     if doc.get("prefix_cache_hit_rate") is not None:
@@ -136,6 +143,8 @@ def _render(doc: dict) -> None:
                      f"per {slo['window_s']:g} s window")
     t.add_row("SLO attainment", f"{(doc['slo_attainment'] or 0):.1%} of {slo['windows_total']} windows "
                                 f"(target {slo['target']:.0%}) {verdict}")
+    if doc.get("interval_note"):
+        t.add_row("(lo–hi)", doc["interval_note"])
     if "wall_seconds" in doc:
         t.add_row("wall time", f"{doc['wall_seconds']:.2f} s ({doc['simulated_requests_per_wall_second']:,.0f} req/s)")
     c.print(t)

@@ -20,6 +20,7 @@ from ..spec.cluster import MAX_DIES
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model
 from ..spec.workload import MAX_INPUT_LEN
+from .bands import add_intervals
 from .costmodel import CostModel
 from .fabric import default_cluster, fabric_for
 from .layout import WEIGHT_BYTES, Fabric, Layout
@@ -258,6 +259,9 @@ def price(p: Prepared, hw: HardwareSpec | None = None, *, full: bool = True) -> 
             return doc
         hbm = cm.hbm_gb(0, 0, phase="prefill", prefill_tokens=n)
         roof = roofline_prefill(model, hw, lay, n, pairs, seqs)
+    # 90 % error bands from xds validate's leave-one-out residuals (xds.cost.bands)
+    add_intervals(doc, hw, a.phase, p.batch_per_die if a.phase == "decode" else None,
+                  ("tpot_ms", "output_throughput_per_chip", "ttft_ms", "input_throughput_per_chip"))
     doc["breakdown_ms"] = _ms(bd)
     doc["bound"] = {k: bound.get(k, "overhead") for k in bd}
     doc["roofline_step_ms"] = round(roof, 4)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cost.bands import add_intervals
 from .inputs import DEFAULT_LENGTHS
 
 
@@ -28,11 +29,15 @@ def predict(placed: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {"input_len": round(I, 1), "output_len": round(O, 1),
                            "rate_rps": None if rate is None else round(rate, 3)}
     dec, tpot = _decode(placed.decode, I, O, rate)
+    # 90 % error bands of the cost model (xds.cost.bands, from xds validate's leave-one-out residuals)
+    add_intervals(dec, placed.hw, "decode", dec["batch_per_rank"], ("tpot_ms", "output_throughput_per_chip"))
     doc["decode"] = dec
     ttft = None
     kv_ms = I * placed.kv_bytes_per_token / (placed.kv_transfer_gb_s * 1e9) * 1e3
     if placed.prefill is not None:
         doc["prefill"], ttft = _prefill(placed.prefill, placed.hw.dies_per_chip, I, rate, kv_ms)
+        add_intervals(doc["prefill"], placed.hw, "prefill", None,
+                      ("ttft_full_batch_ms", "input_throughput_per_chip", "ttft_ms"))
     verdict = _verdict(placed.spec.slo, tpot, ttft, rate, dec)
     doc["slo"] = verdict
     doc["meets_slo"] = verdict["meets_slo"]
