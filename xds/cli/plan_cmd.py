@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..errors import XdsError
 from ..plan import plan_command
+from ..report.tables import pool_nodes
 from .output import console, emit_json, write_out
 
 
@@ -29,6 +30,7 @@ def _render_plan(doc: dict[str, Any]) -> None:
 
     row("instances x chips", lambda p: f"{len(p['instances'])} x {p['chips'] // len(p['instances'])}")
     row("chips / dies / nodes", lambda p: f"{p['chips']} / {p['dies']} / {p['nodes']}")
+    row("on nodes", pool_nodes)
     row("layout", lambda p: "DP{dp} TP{tp} EP{ep}".format(**p["instances"][0]["layout"])
         + (" MA {attention_dies}+{moe} dies x{ma_domains} domains".format(
             moe=p["instances"][0]["layout"]["ep"], **p["instances"][0]["layout"])

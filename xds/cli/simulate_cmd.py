@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..pipeline import simulate_plan
 from ..spec.fileio import check_output_path
+from ..workload.source import source_line
 from . import options as opts
 from .output import console, emit_json, err_console, write_out
 
@@ -107,6 +108,13 @@ def _render(doc: dict) -> None:
     if w:
         t.add_row("workload", f"{w.get('name') or 'synthetic'}: {w['requests']:,} requests over {w['span_s']:,.0f} s "
                               f"({w['rate_rps']:,.1f} req/s), mean {w['input_mean']:,.0f} in / {w['output_mean']:,.0f} out")
+    src = doc.get("workload_source")
+    if src:
+        t.add_row("workload from", source_line(src))
+        t.add_row("mode", f"closed loop: {doc['concurrency']:,} requests in flight (arrival times ignored)"
+                  if src["mode"] == "closed loop" else "open loop: requests arrive at the workload's times")
+        for note in src["notes"]:
+            t.add_row("note", note)
     t.add_row("requests completed / failed", f"{doc['completed']:,} / {doc['failed']:,}")
     if doc["failed_reasons"]:
         t.add_row("failure reasons", ", ".join(f"{k}: {v}" for k, v in doc["failed_reasons"].items()))
