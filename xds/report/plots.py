@@ -43,9 +43,11 @@ def _save(plt, fig, path: str) -> None:
 
 def figure_svg(fig) -> str:
     """``fig`` as SVG text (for inlining in HTML), then free it."""
+    import matplotlib
     plt = _pyplot()
     buf = io.StringIO()
-    fig.savefig(buf, format="svg")
+    with matplotlib.rc_context({"svg.hashsalt": "xds"}):      # stable element ids: same run, same bytes
+        fig.savefig(buf, format="svg", metadata={"Date": None})
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]          # drop the XML prolog and doctype: inline SVG
@@ -232,3 +234,77 @@ def write_timeline_plot(doc: dict[str, Any], path: str) -> None:
     check_plot_path(path)
     plt = _pyplot()
     _save(plt, timeline_figure(doc), path)
+
+
+HBM_PARTS = ("weights_attention", "weights_dense_ffn", "weights_embedding_lm_head", "weights_experts",
+             "kv_cache", "comm_buffers", "reserve", "free")
+
+
+def hbm_figure(plan_doc: dict[str, Any]):
+    """HBM per die of each pool of a ``xds plan --json`` document (GB), stacked by what fills it,
+    the die's capacity marked."""
+    plt = _pyplot()
+    bars = []
+    for p in plan_doc["pools"]:
+        bars.append((f"{p['role']} die", p["hbm_gb_per_die"]))
+        if "hbm_gb_per_moe_die" in p:
+            bars.append((f"{p['role']} MoE die", p["hbm_gb_per_moe_die"]))
+    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.7 * len(bars)))
+    colours = plt.get_cmap("tab20").colors
+    y = np.arange(len(bars))
+    left = np.zeros(len(bars))
+    for i, part in enumerate(HBM_PARTS):
+        w = np.array([b.get(part, 0.0) for _, b in bars], dtype=float)
+        ax.barh(y, w, left=left, color="#e0e0e0" if part == "free" else colours[i * 2 % 20],
+                label=part.replace("_", " "), edgecolor="white")
+        left += w
+    cap = max(b.get("capacity", 0.0) for _, b in bars)
+    ax.axvline(cap, **SLO_STYLE, label=f"capacity {cap:g} GB")
+    ax.set_yticks(y, [name for name, _ in bars])
+    ax.set_xlabel("HBM per die (GB)")
+    ax.set_title(f"{plan_doc['plan']}: HBM per die", fontweight="bold")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(bars) < 3 else -0.2), ncol=5,
+              fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+def _headroom(v: float | None, th: dict[str, float | None]) -> float:
+    """Headroom of a measured value to its thresholds as a fraction of the limit (< 0 fails; a
+    limit of 0 gives 0 when met and -1 when not)."""
+    if v is None:
+        return -1.0
+    out = []
+    for bound, sign in (("max", 1.0), ("min", -1.0)):
+        lim = th.get(bound)
+        if lim is None:
+            continue
+        out.append(sign * (lim - v) / abs(lim) if lim != 0 else (0.0 if sign * (lim - v) >= 0 else -1.0))
+    return min(out) if out else 0.0
+
+
+def gate_figure(doc: dict[str, Any]):
+    """One bar per gate check threshold: its headroom (fraction of the limit), green when met,
+    red when not."""
+    plt = _pyplot()
+    labels, vals = [], []
+    for c in doc["checks"]:
+        for k, th in c["thresholds"].items():
+            labels.append(f"{c['name']}: {k}")
+            vals.append(_headroom(c["measured"].get(k), th))
+    fig, ax = plt.subplots(figsize=(11, 1.0 + 0.3 * max(len(vals), 1)))
+    y = np.arange(len(vals))
+    v = np.clip(np.array(vals, dtype=float), -1.0, 1.0)
+    ax.barh(y, v, color=["tab:green" if x >= 0 else "tab:red" for x in vals])
+    ax.axvline(0, color="black", lw=1)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel("headroom to the threshold (fraction of the limit; below 0 fails; clipped to ±1)")
+    verdict = "all checks pass" if doc["passed"] else f"{len(doc['failed_checks'])} check(s) fail"
+    ax.set_title(f"xds gate {doc['suite']}: {verdict}", fontweight="bold",
+                 color="tab:green" if doc["passed"] else "tab:red")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
