@@ -30,7 +30,7 @@ def check_report_path(path: str | None) -> None:
 def command_line(ctx: typer.Context) -> str:
     """The command that produced this run, rebuilt from the parsed parameters (defaults left out),
     so a reader can run it again."""
-    words = [ctx.command_path]
+    words = ctx.command_path.split()
     for p in ctx.command.params:
         v = ctx.params.get(p.name)
         if v is None or v is False or v == p.default or p.name in ("report",):
@@ -41,7 +41,7 @@ def command_line(ctx: typer.Context) -> str:
             words.append(p.opts[0])
         else:
             for x in (v if isinstance(v, (list, tuple)) else [v]):
-                words += [p.opts[0], str(x)]
+                words += [p.opts[0], f"{x:g}" if isinstance(x, float) else str(x)]
     return shlex.join(words)
 
 

@@ -26,6 +26,7 @@ ROW = Template('<tr><th>$label</th><td class="num$cls" data-key="$key" data-valu
                '$shown</td></tr>')
 TABLE = Template('<table$attrs>\n<tr>$head</tr>\n$rows\n</table>')
 PLOT = Template('<figure class="plot">\n$svg\n<figcaption>$caption</figcaption>\n</figure>')
+OPTIONAL = {"concurrency"}      # figures left out when null (an open-loop run has no concurrency)
 FILE = Template('<details><summary>$name</summary>\n<pre>$text</pre>\n</details>')
 
 
@@ -74,7 +75,7 @@ def figure_rows(doc: dict[str, Any], figures: list[tuple[str, str, str]]) -> str
     rows = []
     for key, label, unit in figures:
         v = lookup(doc, key)
-        if v is None and key not in doc:
+        if v is None and (key not in doc or key in OPTIONAL):
             continue
         rows.append(ROW.substitute(label=esc(label), key=esc(key), value=esc(json.dumps(plain(v))),
                                    shown=esc(shown(v, unit)), cls=""))
@@ -82,10 +83,15 @@ def figure_rows(doc: dict[str, Any], figures: list[tuple[str, str, str]]) -> str
                             rows="\n".join(rows))
 
 
+def _cell(v: Any) -> str:
+    """A table cell's text: floats to 3 significant decimals at most, None as a dash."""
+    return shown(round(v, 3)) if isinstance(v, float) else shown(v)
+
+
 def grid(head: list[str], rows: list[list[Any]], attrs: str = "") -> str:
     """A plain table: a header row and rows of cells (escaped)."""
     return TABLE.substitute(attrs=attrs, head="".join(f"<th>{esc(h)}</th>" for h in head),
-                            rows="\n".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>"
+                            rows="\n".join("<tr>" + "".join(f"<td>{esc(_cell(c))}</td>" for c in r) + "</tr>"
                                            for r in rows))
 
 
@@ -121,7 +127,8 @@ def render(page: Page) -> str:
         title=esc(page.title), subtitle=esc(page.subtitle), version=esc(__version__),
         verdict_class="pass" if page.passed else "fail", verdict_word="PASS" if page.passed else "FAIL",
         verdict_text=esc(page.verdict), reasons=reasons,
-        figures=figure_rows(page.doc, page.figures) + "\n" + "\n".join(page.extra_tables),
+        figures=figure_rows(page.doc, page.figures) + '\n<div class="after-figures">\n'
+        + "\n".join(page.extra_tables) + '\n</div>\n<div style="clear: both"></div>',
         plots=plots, placement=placement_table(page.placement), inputs=inputs,
         document=esc(json.dumps(plain(page.doc), indent=2, allow_nan=False)))
 

@@ -47,7 +47,7 @@ def simulate_page(doc: dict[str, Any], res, plan_doc: dict[str, Any], inputs: di
     """``xds simulate --report``: the run's verdict, figures, the simulate figure, placement."""
     return Page(kind="simulate", title=f"xds simulate: {run_title(doc)}",
                 subtitle=f"{doc['model']} on {doc['chips']:,} chips / {doc['dies']:,} dies",
-                passed=bool(doc["passed"]), verdict=verdict_line(doc).split(": ", 1)[1],
+                passed=bool(doc["passed"]), verdict=verdict_line(doc, reasons=False).split(": ", 1)[1],
                 reasons=why_failed(doc), doc=doc, figures=RUN_FIGURES,
                 plots=_plots((lambda: simulate_figure(doc, res),
                               "TTFT and TPOT per SLO window against their SLO (violated windows "
@@ -72,9 +72,8 @@ def chaos_page(doc: dict[str, Any], plan_doc: dict[str, Any], inputs: dict[str, 
         title, figures = run_title({**first, "policy": None}), []
         plots = _plots((lambda: timeline_figure(doc), "Each recovery policy over time."))
     elif "timeline" in doc:                              # one scenario, one policy
-        verdict, reasons, title = verdict_line(doc).split(": ", 1)[1], why_failed(doc), run_title(doc)
-        figures = RUN_FIGURES + [("requests_total", "requests in the run", ""),
-                                 ("recomputed.requests", "requests recomputed", "")]
+        verdict, reasons, title = verdict_line(doc, reasons=False).split(": ", 1)[1], why_failed(doc), run_title(doc)
+        figures = RUN_FIGURES + [("recomputed.tokens", "tokens recomputed", "")]
         rows = [[r["event"], r["fault"], r.get("target", ""), r["at_s"], r.get("recovered_at_s"),
                  r.get("requests_affected")] for r in doc.get("recovery", [])]
         extra.append(grid(["event", "fault", "target", "at (s)", "recovered at (s)",
@@ -92,7 +91,8 @@ def chaos_page(doc: dict[str, Any], plan_doc: dict[str, Any], inputs: dict[str, 
                  s["failed"]["mean"]] for p, s in doc["policies"].items()]
         extra.append(grid(["policy", "trials passing", "mean attainment", "min attainment",
                            "mean failed"], rows, ' id="policies"'))
-    return Page(kind="chaos", title=f"xds chaos: {title}", subtitle=inputs.get("scenario", ""),
+    return Page(kind="chaos", title=f"xds chaos: {title}",
+                subtitle=f"scenario {inputs['scenario']}" if inputs.get("scenario") else "random faults",
                 passed=bool(doc["passed"]), verdict=verdict, reasons=reasons, doc=doc,
                 figures=figures, plots=plots, placement=plan_doc, inputs=inputs, files=files,
                 extra_tables=extra)

@@ -110,7 +110,7 @@ def _throughput_panel(ax, docs: dict[str, dict], window_s: float, res: SimResult
         label = "decode: output tok/s" if len(docs) == 1 else f"{name}: decode output tok/s"
         ax.plot(_mid(rows, window_s), _series(rows, "output_throughput"), label=label)
     ax.set_ylabel("decode output tokens/s")
-    ax.set_title("throughput per pool")
+    ax.set_title("throughput per pool" if res is not None else "decode output throughput")
     if res is not None and len(docs) == 1:
         rows = next(iter(docs.values()))["timeline"]
         a2 = ax.twinx()
@@ -263,7 +263,7 @@ def hbm_figure(plan_doc: dict[str, Any]):
     ax.set_yticks(y, [name for name, _ in bars])
     ax.set_xlabel("HBM per die (GB)")
     ax.set_title(f"{plan_doc['plan']}: HBM per die", fontweight="bold")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(bars) < 3 else -0.2), ncol=5,
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55 if len(bars) < 3 else -0.3), ncol=5,
               fontsize=8)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()

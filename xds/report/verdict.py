@@ -42,13 +42,14 @@ def why_failed(doc: dict[str, Any]) -> list[str]:
     return out
 
 
-def verdict_line(doc: dict[str, Any]) -> str:
-    """``PASS: SLO met in 100.0% of 12 windows (target 90%)`` or ``FAIL: …; why``."""
+def verdict_line(doc: dict[str, Any], *, reasons: bool = True) -> str:
+    """``PASS: SLO met in 100.0% of 12 windows (target 90%)`` or ``FAIL: …; why`` (without the why
+    when ``reasons`` is false)."""
     slo = doc["slo"]
     att = doc.get("slo_attainment") or 0.0
     head = (f"{'PASS' if doc['passed'] else 'FAIL'}: SLO met in {att:.1%} of {slo['windows_total']} "
             f"windows (target {slo['target']:.0%})")
-    why = why_failed(doc)
+    why = why_failed(doc) if reasons else []
     return head + ("; " + "; ".join(why) if why else "")
 
 
