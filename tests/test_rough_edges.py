@@ -104,3 +104,27 @@ def test_topo_fail_is_one_row_per_field_not_one_cell():
     lines = res.stdout.splitlines()
     assert any(line.split("│")[1].strip() == "lost_dies" for line in lines if line.count("│") >= 3)
     assert "factors=" not in res.stdout and "lost_dies=" not in res.stdout
+
+
+def test_batch_per_rank_is_the_name_search_writes_and_plans_read(tmp_path):
+    import yaml
+    data = yaml.safe_load(PD.read_text())
+    dec = next(p for p in data["pools"] if p["role"] == "decode")
+    dec["batch_per_rank"] = dec.pop("batch_per_die")
+    data["workload"]["trace"] = str(FIXTURES / "traces" / "azure_llm_2023_conv.csv")
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(yaml.safe_dump(data))
+    a = json.loads(run_cli("plan", PD, "--json").stdout)
+    b = json.loads(run_cli("plan", renamed, "--json").stdout)
+    assert a["predicted"] == b["predicted"] and a["pools"] == b["pools"]
+    dec["batch_per_die"] = 8
+    renamed.write_text(yaml.safe_dump(data))
+    assert_user_error(run_cli("plan", renamed), "batch_per_rank", "not both")
+    out = tmp_path / "best.yaml"
+    res = run_cli("plan", "--search", "--model", "deepseek-r1", "--hardware", "ascend-910c",
+                  "--out", out)
+    assert res.exit_code == 0, res.stderr
+    best = yaml.safe_load(out.read_text())
+    dec = next(p for p in best["pools"] if p["role"] == "decode")
+    assert "batch_per_die" not in dec and isinstance(dec["batch_per_rank"], (int, float))
+    assert f"batch {dec['batch_per_rank']:g}/DP rank" in res.stdout

@@ -219,12 +219,14 @@ def _loaded(plan: str | LoadedPlan) -> LoadedPlan:
 
 
 def _flags_given(options: dict[str, Any]) -> list[str]:
-    """The workload flags among ``options`` that were given (``--format`` only when not auto)."""
+    """The workload flags among ``options`` that were given, in the flags' fixed order (``--format``
+    only when not auto): the same run from Python or the CLI says the same."""
     flags = []
-    for k, v in options.items():
-        if v is None or (k in ("fmt", "format") and v == "auto"):
+    for f in fields(WorkloadOptions):
+        v = options.get(f.name, options.get("format") if f.name == "fmt" else None)
+        if v is None or (f.name == "fmt" and v == "auto"):
             continue
-        flags.append("--format" if k in ("fmt", "format") else "--" + k.replace("_", "-"))
+        flags.append("--format" if f.name == "fmt" else "--" + f.name.replace("_", "-"))
     return flags
 
 
