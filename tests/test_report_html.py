@@ -131,3 +131,15 @@ def test_report_path_is_checked_before_the_run(tmp_path):
     assert_user_error(res, "--report", ".html")
     res = run_cli("plan", "--search", "--model", "deepseek-r1", "--report", tmp_path / "r.html")
     assert_user_error(res, "--report", "--search")
+
+
+def test_random_chaos_report_matches_json(tmp_path):
+    report = tmp_path / "random.html"
+    res = run_cli("chaos", PD, "--random", "--rate-per-1000-chip-days", 500, "--hours", 0.005,
+                  "--trials", 1, "--policy", "fine-grained", "--workers", 1, "--json", "--report", report)
+    assert res.exit_code in (0, 1), res.stderr
+    doc = json.loads(res.stdout)
+    page = Page(report.read_text())
+    _check_page(page, doc, doc["passed"])
+    assert page.figures["expected_faults_per_trial"] == doc["expected_faults_per_trial"]
+    assert "policies" in page.ids
