@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, fields
 from typing import Any, Callable
@@ -48,6 +49,7 @@ from .spec.plan import LoadedPlan, load_plan
 from .spec.workload import WorkloadSpec
 from .spec.yamlio import validate
 from .workload import Workload, load_workload, plan_workload
+from .workload.source import describe_source
 
 _DIST_EXAMPLE = "{dist: lognormal, mean: 1000, sigma: 1}"
 
@@ -171,6 +173,19 @@ def _flags_spec(data: dict[str, Any], o: WorkloadOptions) -> WorkloadSpec:
         raise XdsError(exc.message, file=flag, where=inner or None) from None
 
 
+def _as_flag_error(exc: XdsError) -> XdsError:
+    """An error the workload builder located at a field the flags set (``duration_s``), renamed to
+    the flags the user typed (``--duration``), fields named in the message too."""
+    flag = _FLAG_OF.get(exc.where or "")
+    if flag is None or exc.file not in (None, "workload flags"):
+        return exc
+    msg = exc.message
+    for field, f in _FLAG_OF.items():
+        if "_" in field:     # field names that are not also plain words
+            msg = re.sub(rf"\b{field}\b", f, msg)
+    return XdsError(msg, file=flag)
+
+
 def build_workload(loaded: LoadedPlan, *, workload: dict[str, Any] | None = None, seed: int = 0,
                    **options: Any) -> Workload:
     """The workload a run uses: ``workload`` (a whole block, as in a gate check) if given, else the
@@ -187,7 +202,10 @@ def build_workload(loaded: LoadedPlan, *, workload: dict[str, Any] | None = None
         raise XdsError("the plan has no workload: block; give --trace FILE or synthetic flags "
                        "(--rate R --input-len I --output-len O --requests N)", file=loaded.path)
     if o.trace is not None or o.synthetic:
-        return load_workload(_flags_spec(data, o), base_dir=None, seed=seed)
+        try:
+            return load_workload(_flags_spec(data, o), base_dir=None, seed=seed)
+        except XdsError as exc:
+            raise _as_flag_error(exc) from None
     # the plan's own block, maybe rescaled or cut by flags: paths and errors stay the plan file's
     return plan_workload(loaded, seed, spec=validate(WorkloadSpec, data, file=loaded.path))
 
@@ -199,6 +217,37 @@ def _check_seed(seed: int) -> None:
 
 def _loaded(plan: str | LoadedPlan) -> LoadedPlan:
     return plan if isinstance(plan, LoadedPlan) else load_plan(plan)
+
+
+def _flags_given(options: dict[str, Any]) -> list[str]:
+    """The workload flags among ``options`` that were given, in the flags' fixed order (``--format``
+    only when not auto): the same run from Python or the CLI says the same."""
+    flags = []
+    for f in fields(WorkloadOptions):
+        v = options.get(f.name, options.get("format") if f.name == "fmt" else None)
+        if v is None or (f.name == "fmt" and v == "auto"):
+            continue
+        flags.append("--format" if f.name == "fmt" else "--" + f.name.replace("_", "-"))
+    return flags
+
+
+def _closed_loop_requests(loaded: LoadedPlan, w: Workload, seed: int, options: dict[str, Any],
+                          notes: list[str]) -> Workload:
+    """Closed loop with ``--requests M`` runs M requests: arrival times are ignored, so a plan's
+    ``duration_s`` must not cut the set short. Lengthen the workload (a trace loops) until it holds
+    M requests, and say so in ``notes``."""
+    want = options.get("requests")
+    if not want or options.get("duration") is not None or len(w) >= want:
+        return w
+    first = len(w)
+    for _ in range(8):
+        if len(w) >= want:
+            break
+        grow = max(w.span_s, 1.0) * (want / max(len(w), 1)) * 1.25 + 1.0
+        w = build_workload(loaded, seed=seed, **{**options, "duration": grow})
+    notes.append(f"closed loop: the workload's duration ({first:,} requests) was lengthened to run the "
+                 f"{len(w):,} requests --requests asked for (arrival times do not matter here)")
+    return w
 
 
 def simulate_plan(plan: str | LoadedPlan, *, workload: dict[str, Any] | None = None, seed: int = 0,
@@ -216,11 +265,15 @@ def simulate_plan(plan: str | LoadedPlan, *, workload: dict[str, Any] | None = N
     if concurrency is not None and concurrency < 1:
         raise XdsError(f"must be a whole number >= 1 (got {concurrency})", file="--concurrency")
     loaded = _loaded(plan)
+    flags = _flags_given(options)
     if concurrency is not None and options.get("trace") is None and options.get("rate") is None and (
             options.get("input_len") or options.get("input_dist")):
         # closed loop ignores arrival times; a synthetic workload still needs a rate to be built
         options["rate"] = float(concurrency)
     w = build_workload(loaded, workload=workload, seed=seed, **options)
+    notes: list[str] = []
+    if concurrency is not None and workload is None:
+        w = _closed_loop_requests(loaded, w, seed, options, notes)
     placed = place(loaded)
     t0 = time.perf_counter()
     res = simulate(placed, w, seed=seed, concurrency=concurrency, progress=progress)
@@ -228,10 +281,14 @@ def simulate_plan(plan: str | LoadedPlan, *, workload: dict[str, Any] | None = N
     doc = build_report(res, placed, workload=w, wall_seconds=wall if timing else None,
                        timeline=timeline)
     _model_bands(doc, placed)
+    plan_block = loaded.spec.workload.model_dump(exclude_unset=True) if loaded.spec.workload else None
+    doc["workload_source"] = {**describe_source(plan_block, flags, check_block=workload is not None),
+                              "mode": "closed loop" if concurrency is not None else "open loop",
+                              "notes": notes}
     if requests_out:
         write_text_atomic(requests_out, requests_csv(res))
     if plot:
-        write_plot(res, plot)
+        write_plot(res, plot, doc if timeline else build_report(res, placed, workload=w))
     return doc, res
 
 

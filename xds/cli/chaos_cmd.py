@@ -9,8 +9,11 @@ import typer
 from rich.table import Table
 
 from ..pipeline import chaos_plan
+from ..plan import plan_command
+from ..report.html_pages import chaos_page
 from ..spec.fileio import check_output_path
 from . import options as opts
+from . import report_opt
 from .output import console, emit_json, write_out
 from .progress import many_run_progress
 
@@ -50,6 +53,7 @@ def register(app: typer.Typer) -> None:
         "--policy all",
     )
     def chaos_cmd(
+        ctx: typer.Context,
         plan: str = typer.Argument(..., help="Plan YAML file."),
         scenario: Optional[str] = typer.Option(None, "--scenario", help="Scenario YAML (events: ...)."),
         policy: Optional[str] = typer.Option(None, "--policy", help="restart, pd-failover, fine-grained or all (default: the plan's)."),
@@ -75,14 +79,20 @@ def register(app: typer.Typer) -> None:
         json_out: bool = opts.JSON,
         out: Optional[str] = opts.OUT,
         plot: Optional[str] = typer.Option(None, "--plot", help="TPOT/throughput timeline with fault markers (png/svg)."),
+        report: Optional[str] = report_opt.REPORT,
     ) -> None:
         check_output_path(out, "--out")
+        report_opt.check_report_path(report)
         with many_run_progress(random and not json_out, "chaos trials") as cb:
             doc = chaos_plan(plan, scenario=scenario, policy=policy, seed=seed, random=random,
                              rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
                              trials=trials, plot=plot, workers=workers, ray=ray, progress=cb,
                              **opts.workload_options(locals()))
         code = 0 if doc["passed"] else 1
+        if report:
+            rows, files = report_opt.inputs(ctx, seed=seed, files={"plan": plan, "scenario": scenario,
+                                                              "trace": trace})
+            report_opt.write(report, chaos_page(doc, plan_command(plan), rows, files))
         if json_out:
             emit_json(doc, out)
         else:

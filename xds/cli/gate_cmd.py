@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 from ..gate import run_gate
+from ..report.html_pages import gate_page
 from . import options as opts
+from . import report_opt
 from .output import console, emit_json
 from .progress import many_run_progress
 
@@ -33,15 +35,21 @@ def register(app: typer.Typer) -> None:
         "Example: xds gate gates/ci.yaml --junit gate-report.xml",
     )
     def gate_cmd(
+        ctx: typer.Context,
         suite: str = typer.Argument(..., help="Suite YAML (checks: [...])."),
         junit: Optional[str] = typer.Option(None, "--junit", help="Write a JUnit XML report here (atomically)."),
         workers: Optional[int] = opts.WORKERS,
         ray: Optional[str] = opts.RAY,
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+        report: Optional[str] = report_opt.REPORT,
     ) -> None:
+        report_opt.check_report_path(report)
         with many_run_progress(not json_out, "gate checks") as cb:
             doc = run_gate(suite, junit=junit, workers=workers, ray=ray, progress=cb)
         code = 0 if doc["passed"] else 1
+        if report:
+            rows, files = report_opt.inputs(ctx, files={"suite": suite})
+            report_opt.write(report, gate_page(doc, rows, files))
         if json_out:
             emit_json(doc)
             raise typer.Exit(code)

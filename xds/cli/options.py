@@ -10,11 +10,11 @@ import typer
 
 from ..pipeline import WorkloadOptions
 
-TRACE = typer.Option(None, "--trace", help="Trace file (Azure CSV, Mooncake JSONL, BurstGPT CSV, length CSV).")
+TRACE = typer.Option(None, "--trace", help="Trace file (Azure CSV, Mooncake JSONL, BurstGPT CSV, length CSV); replaces the plan's whole workload: block (its duration_s, requests, rate_scale too).")
 FORMAT = typer.Option("auto", "--format", help="Trace format: auto, azure, mooncake, burstgpt, lengths.")
-RATE_SCALE = typer.Option(None, "--rate-scale", help="Compress trace time by X (offered rate × X).")
-DURATION = typer.Option(None, "--duration", help="Workload length in s (traces are looped or cut).")
-REQUESTS = typer.Option(None, "--requests", help="Keep the first N requests.")
+RATE_SCALE = typer.Option(None, "--rate-scale", help="Compress trace time by X (offered rate × X); replaces the plan's rate_scale.")
+DURATION = typer.Option(None, "--duration", help="Workload length in s (traces are looped or cut); replaces the plan's duration_s.")
+REQUESTS = typer.Option(None, "--requests", help="Keep the first N requests; replaces the plan's requests.")
 RATE = typer.Option(None, "--rate", help="Synthetic arrival rate (req/s); also the rate of a length-only trace.")
 ARRIVAL = typer.Option(None, "--arrival", help="poisson or gamma.")
 CV = typer.Option(None, "--cv", help="Gamma arrivals: coefficient of variation of the gaps.")

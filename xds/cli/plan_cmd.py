@@ -10,6 +10,9 @@ from rich.table import Table
 from ..cost.bands import fmt_interval
 from ..errors import XdsError
 from ..plan import plan_command
+from ..report.html_pages import plan_page
+from ..report.tables import pool_nodes
+from . import report_opt
 from .output import console, emit_json, write_out
 
 
@@ -30,6 +33,7 @@ def _render_plan(doc: dict[str, Any]) -> None:
 
     row("instances x chips", lambda p: f"{len(p['instances'])} x {p['chips'] // len(p['instances'])}")
     row("chips / dies / nodes", lambda p: f"{p['chips']} / {p['dies']} / {p['nodes']}")
+    row("on nodes", pool_nodes)
     row("layout", lambda p: "DP{dp} TP{tp} EP{ep}".format(**p["instances"][0]["layout"])
         + (" MA {attention_dies}+{moe} dies x{ma_domains} domains".format(
             moe=p["instances"][0]["layout"]["ep"], **p["instances"][0]["layout"])
@@ -113,6 +117,7 @@ def register(app: typer.Typer) -> None:
         "--input-len 4096 --output-len 256 --out best.yaml",
     )
     def plan_cmd(
+        ctx: typer.Context,
         plan: Optional[str] = typer.Argument(None, help="Plan YAML (with --search: optional, supplies model, hardware, cluster, SLO, lengths)."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
         out: Optional[str] = typer.Option(None, "--out", help="Write the JSON document (with --search: the best plan as YAML)."),
@@ -125,9 +130,14 @@ def register(app: typer.Typer) -> None:
         trace: Optional[str] = typer.Option(None, "--trace", help="--search: take the mean lengths from a trace file."),
         tpot_ms: Optional[float] = typer.Option(None, "--tpot-ms", help="--search: TPOT target in ms (default 50)."),
         ttft_ms: Optional[float] = typer.Option(None, "--ttft-ms", help="--search: TTFT target in ms (default 2000)."),
+        report: Optional[str] = report_opt.REPORT,
     ) -> None:
+        report_opt.check_report_path(report)
 
         if search:
+            if report:
+                raise XdsError("--report describes one plan; with --search, write the best plan with "
+                               "--out and run xds plan BEST.yaml --report", file="--report")
             doc = plan_command(plan, search=True, model=model, hardware=hardware, cluster=cluster,
                                input_len=input_len, output_len=output_len, trace=trace, tpot_ms=tpot_ms,
                                ttft_ms=ttft_ms, out=out)
@@ -143,6 +153,9 @@ def register(app: typer.Typer) -> None:
 
                 raise XdsError(f"{flag} applies to --search; a plan file carries its own", file=flag)
         doc = plan_command(plan)
+        if report:
+            rows, files = report_opt.inputs(ctx, files={"plan": plan})
+            report_opt.write(report, plan_page(doc, rows, files))
         if json_out:
             emit_json(doc, out)
         else:

@@ -13,8 +13,12 @@ from rich.table import Table
 
 from ..cost.bands import fmt_interval
 from ..pipeline import simulate_plan
+from ..plan import plan_command
+from ..report.html_pages import simulate_page
 from ..spec.fileio import check_output_path
+from ..workload.source import source_line
 from . import options as opts
+from . import report_opt
 from .output import console, emit_json, err_console, write_out
 
 
@@ -53,6 +57,7 @@ def register(app: typer.Typer) -> None:
         "--output-len 256 --duration 120 --json",
     )
     def simulate_cmd(
+        ctx: typer.Context,
         plan: str = typer.Argument(..., help="Plan YAML file."),
         trace: Optional[str] = opts.TRACE,
         fmt: str = opts.FORMAT,
@@ -74,16 +79,22 @@ def register(app: typer.Typer) -> None:
         plot: Optional[str] = typer.Option(None, "--plot", help="Write TTFT/TPOT CDFs and the timeline to FILE.png|svg (matplotlib)."),
         timing: bool = typer.Option(False, "--timing", help="Include wall_seconds (non-deterministic) in the JSON."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar on stderr."),
+        report: Optional[str] = report_opt.REPORT,
     ) -> int:
         workload = opts.workload_options(locals())
         check_output_path(out, "--out")
+        report_opt.check_report_path(report)
         cb, close = _progress_bar(not (no_progress or json_out))
         try:
-            doc, _ = simulate_plan(plan, seed=seed, concurrency=concurrency, progress=cb, timing=timing,
-                                   requests_out=requests_out, plot=plot, **workload)
+            doc, res = simulate_plan(plan, seed=seed, concurrency=concurrency, progress=cb, timing=timing,
+                                     requests_out=requests_out, plot=plot, **workload)
         finally:
             if close:
                 close()
+        if report:
+            rows, files = report_opt.inputs(ctx, seed=seed, files={"plan": plan, "trace": workload["trace"]},
+                                            workload=source_line(doc["workload_source"]))
+            report_opt.write(report, simulate_page(doc, res, plan_command(plan), rows, files))
         code = 0 if doc["passed"] else 1
         if json_out:
             emit_json(doc, out)
@@ -114,6 +125,13 @@ def _render(doc: dict) -> None:
     if w:
         t.add_row("workload", f"{w.get('name') or 'synthetic'}: {w['requests']:,} requests over {w['span_s']:,.0f} s "
                               f"({w['rate_rps']:,.1f} req/s), mean {w['input_mean']:,.0f} in / {w['output_mean']:,.0f} out")
+    src = doc.get("workload_source")
+    if src:
+        t.add_row("workload from", source_line(src))
+        t.add_row("mode", f"closed loop: {doc['concurrency']:,} requests in flight (arrival times ignored)"
+                  if src["mode"] == "closed loop" else "open loop: requests arrive at the workload's times")
+        for note in src["notes"]:
+            t.add_row("note", note)
     t.add_row("requests completed / failed", f"{doc['completed']:,} / {doc['failed']:,}")
     if doc["failed_reasons"]:
         t.add_row("failure reasons", ", ".join(f"{k}: {v}" for k, v in doc["failed_reasons"].items()))

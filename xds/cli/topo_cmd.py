@@ -20,7 +20,7 @@ def _fmt(v) -> str:
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
     if isinstance(v, dict):
-        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
+        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items()) or "none"
     if isinstance(v, list):
         return " -> ".join(str(x) for x in v) if v else "-"
     return "-" if v is None else str(v)
@@ -31,9 +31,19 @@ def _render(title: str, doc: dict) -> None:
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("field")
     table.add_column("value", overflow="fold")
-    for key, value in doc.items():
-        table.add_row(key, _fmt(value))
+    _rows(table, doc, "")
     console().print(table)
+
+
+def _rows(table: Table, doc: dict, indent: str) -> None:
+    """One row per field; a section (a mapping of mappings or lists, such as ``after_failure``)
+    gets a heading row and one indented row per field, not one cell."""
+    for key, value in doc.items():
+        if isinstance(value, dict) and any(isinstance(x, (dict, list)) for x in value.values()):
+            table.add_row(f"{indent}[bold]{key}[/]", "")
+            _rows(table, value, indent + "  ")
+        else:
+            table.add_row(f"{indent}{key}", _fmt(value))
 
 
 def register(app: typer.Typer) -> None:

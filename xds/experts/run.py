@@ -16,9 +16,11 @@ from .policies import balance
 
 def run_experts(loads: str | Path | np.ndarray, slots: int | None, ranks: int, *, nodes: int = 1,
                 groups: int = 1, evaluate: str | Path | None = None,
-                layout: str | Path | None = None, include_layout: bool = True) -> dict[str, Any]:
+                layout: str | Path | None = None, include_layout: bool = True,
+                timing: bool = False) -> dict[str, Any]:
     """The ``xds experts`` JSON document: balance ``loads`` (or score a saved ``layout`` on them), and
-    with ``evaluate`` also score the layout on another load matrix (out-of-sample)."""
+    with ``evaluate`` also score the layout on another load matrix (out-of-sample). Deterministic for
+    the same inputs: the wall time ``seconds`` (s) is included only with ``timing``."""
     w = load_loads(loads) if isinstance(loads, (str, Path)) else check_loads(loads)
     E = w.shape[1]
     if layout is not None:
@@ -60,5 +62,7 @@ def run_experts(loads: str | Path | np.ndarray, slots: int | None, ranks: int, *
             raise exc.at(file=str(evaluate)) from None
         doc["balancedness_out_of_sample"] = {"file": str(evaluate), **stats(b2)}
     # keep the contract's field order readable: layout arrays last
+    if not timing:
+        doc.pop("seconds", None)      # wall clock: the only field that differs between two runs
     order = [k for k in doc if k not in ("phy2log", "replicas", "seconds")] + ["seconds", "phy2log", "replicas"]
     return {k: doc[k] for k in order if k in doc and doc[k] is not None}

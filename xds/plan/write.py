@@ -12,6 +12,11 @@ from ..spec.fileio import write_text_atomic
 from ..spec.model import load_model
 
 
+def _whole(x: float) -> float | int:
+    """A count written as an int when it is whole (``104``, not ``104.0``)."""
+    return int(x) if float(x).is_integer() else float(x)
+
+
 def write_plan(out: str, doc: dict, best: dict, model: str, hardware: str, cluster: str, I: float, O: float,
                hot: float | None) -> str:
     """Write the best decode layout (and the prefill pool of ``doc``, if any) to ``out`` atomically;
@@ -21,7 +26,7 @@ def write_plan(out: str, doc: dict, best: dict, model: str, hardware: str, clust
     E_slots = lay.routed_slots
     dec: dict[str, Any] = {"role": "decode", "instances": 1, "chips": best["chips"],
                            "layout": {"dp": lay.dp, "tp": lay.tp, "ep": lay.ep}, "microbatches": lay.microbatches,
-                           "batch_per_die": best["batch_per_rank"]}
+                           "batch_per_rank": _whole(best["batch_per_rank"])}
     if lay.mtp:
         dec["mtp"] = {"draft_tokens": lay.mtp, "acceptance": lay.mtp_acceptance}
     n_exp = load_model(model).n_routed_experts

@@ -3,7 +3,8 @@ simulation, and chaos results as documents.
 
 Modules: :mod:`.metrics` (per-request TTFT / TPOT / E2EL, percentiles), :mod:`.slo` (SLO windows),
 :mod:`.tables` (per-window timeline, per-request CSV), :mod:`.document` (``build_report``),
-:mod:`.plots` (optional matplotlib), and :mod:`.chaos` (chaos documents; the
+:mod:`.plots` (optional matplotlib), :mod:`.verdict` (a verdict in words), :mod:`.html` and
+:mod:`.html_pages` (the ``--report`` page), and :mod:`.chaos` (chaos documents; the
 runs themselves are :func:`xds.pipeline.run_chaos` / :func:`xds.pipeline.run_random`).
 """
 

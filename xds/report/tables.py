@@ -78,3 +78,21 @@ def requests_csv(res: SimResult) -> str:
         buf.write("\n".join(lines.tolist()))
         buf.write("\n")
     return buf.getvalue()
+
+
+def node_ranges(nodes) -> str:
+    """Node ids as compact ranges: ``[0, 1, 2, 3, 7]`` → ``"0-3, 7"``."""
+    ids = sorted(int(n) for n in nodes)
+    parts: list[str] = []
+    for i, n in enumerate(ids):
+        if i and n == ids[i - 1] + 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{n}"
+        else:
+            parts.append(str(n))
+    return ", ".join(parts)
+
+
+def pool_nodes(pool: dict[str, Any]) -> str:
+    """Which nodes a pool of ``xds plan --json`` sits on, instance by instance
+    (``"0-3 (instance 0), 4-7 (instance 1)"``); a fault scenario names these nodes."""
+    return ", ".join(f"{node_ranges(i['nodes'])} (instance {i['index']})" for i in pool["instances"])

@@ -65,7 +65,8 @@ class PoolSpec(Strict):
     layout: LayoutSpec
     microbatches: int = Field(2, ge=1, le=8)
     batch_per_die: PositiveFloat | None = Field(
-        None, description="decode: max requests in flight per DP rank (attention die)")
+        None, description="decode: max requests in flight per DP rank (a rank spans TP dies); "
+                          "written batch_per_rank in a plan, batch_per_die is its older name")
     token_budget_per_die: PositiveInt | None = Field(
         None, description="prefill: max tokens in one batch per die (chunked prefill)")
     mtp: MtpSpec | None = None
@@ -76,20 +77,31 @@ class PoolSpec(Strict):
                           "(xDeepServe keeps long and short requests apart)")
     long_instances: int = Field(0, ge=0, description="prefill instances reserved for long prompts")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_per_rank(cls, data):
+        """``batch_per_rank`` is the name of the decode cap (requests per DP rank, whatever its TP);
+        ``batch_per_die`` is its older name, read the same way."""
+        if isinstance(data, dict) and "batch_per_rank" in data:
+            if "batch_per_die" in data:
+                raise ValueError("give batch_per_rank or its older name batch_per_die, not both")
+            data = {("batch_per_die" if k == "batch_per_rank" else k): v for k, v in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _role_fields(self) -> "PoolSpec":
         if self.role == "prefill":
             if self.batch_per_die is not None:
-                raise ValueError("batch_per_die is a decode setting; prefill uses token_budget_per_die")
+                raise ValueError("batch_per_rank (batch_per_die) is a decode setting; prefill uses token_budget_per_die")
             if self.mtp is not None:
                 raise ValueError("mtp is a decode setting")
             if self.ma is not None:
                 raise ValueError("ma (MoE-attention disaggregation) is a decode setting")
         else:
             if self.token_budget_per_die is not None:
-                raise ValueError("token_budget_per_die is a prefill setting; decode uses batch_per_die")
+                raise ValueError("token_budget_per_die is a prefill setting; decode uses batch_per_rank")
             if self.batch_per_die is None:
-                raise ValueError("decode pools need batch_per_die (max requests per DP rank)")
+                raise ValueError("decode pools need batch_per_rank (max requests in flight per DP rank)")
             if self.long_prompt_threshold is not None or self.long_instances:
                 raise ValueError("long_prompt_threshold / long_instances are prefill settings")
         if self.long_instances and self.long_prompt_threshold is None:

@@ -67,9 +67,26 @@ class CheckSpec(Strict):
         return self
 
 
+#: Top-level keys of a plan (DESIGN.md §3.1) that a suite never has: seeing them means a plan was
+#: given where a suite was expected (``xds gate plans/x.yaml``).
+PLAN_KEYS = ("pools", "model", "hardware", "cluster", "slo", "recovery")
+
+
 class SuiteSpec(Strict):
     name: str = ""
     checks: list[CheckSpec] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_plan(cls, data):
+        if isinstance(data, dict) and "checks" not in data:
+            found = [k for k in PLAN_KEYS if k in data]
+            if found:
+                raise ValueError(
+                    f"this is a plan (it has {', '.join(k + ':' for k in found[:3])}), not a suite; xds gate "
+                    "takes a suite of checks (checks: [{name, plan, thresholds}]), see gates/ci.yaml; "
+                    "to evaluate one plan use xds simulate or xds plan")
+        return data
 
     @model_validator(mode="after")
     def _unique(self) -> "SuiteSpec":
