@@ -130,7 +130,6 @@ def test_bad_table_is_one_line_exit_2(tmp_path, text, needles):
 
 def test_bad_flags_and_thresholds_exit_2(tmp_path):
     assert_user_error(run_cli("validate", "--hardware", "tpu"), "--hardware", "ascend-910c")
-    assert_user_error(run_cli("validate", "--loo", "exact"), "--loo")
     assert_user_error(run_cli("validate", "--write-bands", "--hardware", "h800"), "--write-bands")
     th = tmp_path / "th.yaml"
     th.write_text("nvidia:\n  loo_median: 5\n")

@@ -61,7 +61,6 @@ def register(app: typer.Typer) -> None:
     def validate_cmd(
         hardware: Optional[str] = typer.Option(None, "--hardware", help="Only rows of this hardware (ascend-910c, h800, h100) or vendor (ascend, nvidia)."),
         rows: Optional[str] = typer.Option(None, "--rows", help="A validation table CSV (default: the shipped one)."),
-        loo: str = typer.Option("newton", "--loo", help="newton (Levenberg-Marquardt refit from the shipped factors, fast) or fit (xds calibrate's fit per row, slow)."),
         do_check: bool = typer.Option(False, "--check", help="Exit 1 when the LOO median/worst or effects regress past --thresholds."),
         thresholds: Optional[str] = typer.Option(None, "--thresholds", help="Thresholds YAML (default: the shipped one)."),
         bands: bool = typer.Option(False, "--write-bands", help="Write the error bands (package data bands.json) from this run."),
@@ -72,7 +71,7 @@ def register(app: typer.Typer) -> None:
         if (bands or write_th) and (rows or hardware):
             raise typer.BadParameter("--write-bands/--write-thresholds need the whole shipped table "
                                      "(drop --rows and --hardware)")
-        doc = validate(rows, hardware=hardware, loo=loo)
+        doc = validate(rows, hardware=hardware)
         code = 0
         if lim is not None:
             doc["regressions"] = check(doc, lim)

@@ -9,20 +9,9 @@ For each row of the validation table (:mod:`.validation_table`) it reports
   NVIDIA) over value rows, and for effects (ratio rows, reference §C.6) whether the sign is
   reproduced and the size is within half of the published effect.
 
-Leave-one-out refits (``loo="newton"``, the default): the factors of :data:`xds.cost.calibrate.DEFAULT_FIT`
-in :data:`~xds.cost.calibrate.BOUNDS`, in the same bounded logit space and with the same objective
-as ``xds calibrate`` (mean squared log error in units of each row's tolerance), are refitted from the
-shipped values by Levenberg-Marquardt: the Jacobian of the rows' log predictions (forward
-differences) is taken where each stage starts (stage 1 at the shipped factors, shared by every
-left-out refit; stage 2 after that refit's fabric stage), each stage takes up to :data:`LM_TRIES`
-trial steps on it, keeping a step only when the real model's error falls, and the left-out row is
-priced with the real model at the refitted factors. Measured against ``loo="fit"`` on the shipped
-table: CM decode b96 TPOT 49.66 vs 49.44 ms (0.3 s vs 75 s of CPU), CM prefill default EPLB 5,570 vs
-5,857 tok/s (0.2 s vs 80 s), DeepSeek H800 decode 2,359 vs 2,324 tok/s (0.06 s vs 17 s): within
-~5 % of the full refit, whose own optimum is not unique where a stage has fewer rows than factors. One vendor's factors are one vector of logit shifts
-applied to each row's own hardware spec (H800 and H100 share NVIDIA's fit). ``loo="fit"`` runs
-:func:`xds.cost.calibrate.fit` itself per left-out row, warm-started at the shipped factors (exact,
-slower: it is as fast as that fit).
+Leave-one-out refits run :func:`xds.cost.calibrate.fit` itself once per left-out row (the same
+factors, bounds, two stages and objective as ``xds calibrate``), warm-started at the shipped factors;
+one vendor's fitted factors are applied to each row's own chip (H800 and H100 share NVIDIA's fit).
 """
 
 from __future__ import annotations
@@ -37,143 +26,27 @@ import numpy as np
 import yaml
 
 from ..cost.bands import BANDS_FILE, compute_bands, forget_bands, regime, time_residual, vendor_of
-from ..cost.calibrate import BOUNDS, COMM_FACTORS, DEFAULT_FIT, Point, fit
+from ..cost.calibrate import DEFAULT_FIT, Point, fit
 from ..errors import XdsError
 from ..spec.builtins import DATA_ROOT
 from ..spec.fileio import write_text_atomic
-from ..spec.hardware import HardwareSpec
 from ..spec.yamlio import read_bytes
 from .validation_table import Row, read_table
 
-LM_TRIES = 16            # Levenberg-Marquardt trial steps per round of a left-out refit
-REFRESHES = 0            # extra Jacobian refreshes per stage. Measured with 1 vs calibrate.fit: CM b96
-                         # TPOT 49.50 vs 49.44 ms, CM prefill 5,713 vs 5,857, H800 decode 2,519 vs 2,324
-                         # (an under-determined stage) at ~2x the CPU: not better, so off
-FD_STEP = 0.05           # forward-difference step in logit units
-DAMPING = 1e-2           # initial Levenberg-Marquardt damping (relative to the diagonal of JᵀWJ)
-MAX_STEP = 3.0           # largest logit shift per factor in one refit
-LOO_MODES = ("newton", "fit")
 THRESHOLDS = DATA_ROOT / "validation" / "thresholds.yaml"
 THRESHOLD_KEYS = ("loo_median_pct", "loo_worst_pct", "loo_effects_wrong")
 
 
-def _logit(name: str, v: float) -> float:
-    lo, hi = BOUNDS[name]
-    x = min(max((v - lo) / (hi - lo), 1e-6), 1 - 1e-6)
-    return math.log(x / (1 - x))
-
-
-def _unlogit(name: str, z: float) -> float:
-    lo, hi = BOUNDS[name]
-    return lo + (hi - lo) / (1.0 + math.exp(-z))
-
-
-def shifted(hw: HardwareSpec, names: tuple[str, ...], delta: np.ndarray) -> HardwareSpec:
-    """``hw`` with each named factor moved by ``delta`` in the bounded logit space (0 = shipped)."""
-    if not np.any(delta):
-        return hw
-    base = hw.efficiency.model_dump()
-    vals = {n: _unlogit(n, _logit(n, base[n]) + float(d)) for n, d in zip(names, delta) if d}
-    return hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update=vals)})
-
-
 @dataclass
 class _Group:
-    """One vendor's rows and their linearisation at the shipped factors."""
+    """One vendor's rows, their published values and their predictions at the shipped factors."""
 
     rows: list[Row]
-    names: tuple[str, ...]
-    weight: np.ndarray      # 1 / tolerance (fraction)
-    target: np.ndarray      # log published
     base: np.ndarray        # log prediction at the shipped factors
-    jac: np.ndarray         # d log prediction / d logit factor, rows × factors
-
-    def jacobian(self, delta: np.ndarray, idx: list[int], cols: list[int]) -> np.ndarray:
-        """d log prediction / d logit factor at ``delta`` for rows ``idx`` and factors ``cols``."""
-        if not np.any(delta):
-            return self.jac[np.ix_(idx, cols)]
-        base = self.log_pred(delta, idx)
-        out = np.empty((len(idx), len(cols)))
-        for c, k in enumerate(cols):
-            d = delta.copy()
-            d[k] += FD_STEP
-            out[:, c] = (self.log_pred(d, idx) - base) / FD_STEP
-        return out
-
-    def log_pred(self, delta: np.ndarray, idx: list[int] | None = None) -> np.ndarray:
-        idx = list(range(len(self.rows))) if idx is None else idx
-        return np.array([math.log(self.rows[i].predict(shifted(self.rows[i].base_hw, self.names, delta)))
-                         for i in idx])
 
 
 def _group(rows: list[Row]) -> _Group:
-    names = tuple(n for n in DEFAULT_FIT if n in BOUNDS)
-    base = np.array([math.log(r.predict(r.base_hw)) for r in rows])
-    jac = np.zeros((len(rows), len(names)))
-    for k in range(len(names)):
-        d = np.zeros(len(names))
-        d[k] = FD_STEP
-        jac[:, k] = (np.array([math.log(r.predict(shifted(r.base_hw, names, d))) for r in rows]) - base) / FD_STEP
-    keep = np.any(np.abs(jac) > 1e-9, axis=0)           # factors no row is sensitive to stay shipped
-    names = tuple(n for n, k in zip(names, keep) if k)
-    return _Group(rows, names, np.array([1.0 / max(r.tolerance_pct, 0.5) * 100.0 for r in rows]),
-                  np.log([r.published for r in rows]), base, jac[:, keep])
-
-
-def _lm(g: _Group, train: list[int], cols: list[int], delta: np.ndarray) -> np.ndarray:
-    """Levenberg-Marquardt on the tolerance-weighted squared log error over ``train`` in the factors
-    ``cols`` from ``delta``, with the Jacobian at ``delta``; a step is kept only when the real model's
-    error falls (damping ÷3 after a kept step, ×10 after a rejected one)."""
-    w = g.weight[train]
-    J = g.jacobian(delta, train, cols) * w[:, None]
-    A = J.T @ J
-    scale = np.maximum(np.diag(A), 1e-9 * max(float(np.max(np.diag(A))), 1e-12))
-    lam = DAMPING
-    pred = g.log_pred(delta, train)
-    cost = float(np.sum(((pred - g.target[train]) * w) ** 2))
-    tries = 0
-    while tries < LM_TRIES and lam < 1e6:
-        tries += 1
-        step = np.zeros_like(delta)
-        step[cols] = -np.linalg.solve(A + lam * np.diag(scale), J.T @ ((pred - g.target[train]) * w))
-        cand = np.clip(delta + step, -MAX_STEP, MAX_STEP)
-        p = g.log_pred(cand, train)
-        c = float(np.sum(((p - g.target[train]) * w) ** 2))
-        if c < cost:
-            converged = cost - c < 1e-6 * max(cost, 1e-12)
-            delta, pred, cost, lam = cand, p, c, lam / 3.0
-            if converged:
-                break
-        else:
-            lam *= 10.0
-    return delta
-
-
-def _chord(g: _Group, train: list[int], cols: list[int], delta: np.ndarray) -> np.ndarray:
-    """One stage of a refit: :func:`_lm` on the shipped-point Jacobian, then :data:`REFRESHES` more
-    rounds each on a Jacobian re-taken where the previous round stopped."""
-    if not train or not cols:
-        return delta
-    for _ in range(1 + REFRESHES):
-        delta = _lm(g, train, cols, delta)
-    return delta
-
-
-def _newton_loo(g: _Group, i: int) -> float:
-    """Log prediction of row ``i`` with the factors refitted on the group's other rows, in the two
-    stages of :func:`xds.cost.calibrate.fit`: communication factors on the communication rows, then
-    every other factor on the other rows."""
-    others = [j for j in range(len(g.rows)) if j != i]
-    comm_rows = [j for j in others if g.rows[j].metric == "latency_us"]
-    comm_cols = [k for k, n in enumerate(g.names) if n in COMM_FACTORS]
-    delta = np.zeros(len(g.names))
-    rest_cols = list(range(len(g.names)))
-    if comm_rows and comm_cols:
-        delta = _chord(g, comm_rows, comm_cols, delta)
-        rest_cols = [k for k in rest_cols if k not in comm_cols]
-    rest_rows = [j for j in others if g.rows[j].metric != "latency_us"] if comm_rows else others
-    delta = _chord(g, rest_rows, rest_cols, delta)
-    return float(g.log_pred(delta, [i])[0])
+    return _Group(rows, np.array([math.log(r.predict(r.base_hw)) for r in rows]))
 
 
 def _fit_loo(g: _Group, i: int) -> float:
@@ -182,7 +55,7 @@ def _fit_loo(g: _Group, i: int) -> float:
     pts = [Point(r.line, r.name, r.metric, r.published, r.tolerance_pct,
                  (lambda hw, r=r: r.predict(r.base_hw.model_copy(update={"efficiency": hw.efficiency}))))
            for j, r in enumerate(g.rows) if j != i]
-    fitted = fit(pts, g.rows[i].base_hw, g.names)
+    fitted, _ = fit(pts, g.rows[i].base_hw, DEFAULT_FIT)
     return math.log(g.rows[i].predict(fitted))
 
 
@@ -192,10 +65,8 @@ def _effect_ok(pred: float, pub: float) -> bool:
     return (e_pred > 0) == (e_pub > 0) and abs(e_pred - e_pub) <= 0.5 * abs(e_pub)
 
 
-def validate(rows_file: str | None = None, *, hardware: str | None = None, loo: str = "newton") -> dict[str, Any]:
+def validate(rows_file: str | None = None, *, hardware: str | None = None) -> dict[str, Any]:
     """Run the validation; returns the ``xds validate --json`` document (see module doc)."""
-    if loo not in LOO_MODES:
-        raise XdsError(f"unknown mode {loo!r} (allowed: {', '.join(LOO_MODES)})", file="--loo")
     rows = read_table(rows_file)
     if hardware is not None:
         names = sorted({r.hardware for r in rows} | {vendor_of(r.base_hw) for r in rows})
@@ -210,9 +81,9 @@ def validate(rows_file: str | None = None, *, hardware: str | None = None, loo: 
         for i, r in enumerate(vrows):
             if hardware is not None and hardware not in (r.hardware, vendor):
                 continue
-            lo = _newton_loo(g, i) if loo == "newton" else _fit_loo(g, i)
+            lo = _fit_loo(g, i)
             out_rows.append(_row_doc(r, vendor, math.exp(g.base[i]), math.exp(lo)))
-    return {"table": rows_file or "shipped", "loo": loo, "rows": out_rows, "summary": summarize(out_rows),
+    return {"table": rows_file or "shipped", "loo": "calibrate.fit", "rows": out_rows, "summary": summarize(out_rows),
             "fit_factors": {"count": len(DEFAULT_FIT), "names": list(DEFAULT_FIT)}}
 
 
