@@ -33,7 +33,8 @@ def compile_events(placed, scenario: Scenario, params: dict[str, Any]) -> tuple[
         t = ev.at_s
         det = t + params["detect_s"]
         rec = {"event": i, "fault": ev.fault, "target": name, "at_s": t, "detected_at_s": det,
-               "recovered_at_s": det, "instances": [], "action": ""}
+               "recovered_at_s": det, "full_capacity_at_s": None, "instances": [], "dies": 0,
+               "action": ""}
         events += KINDS[ev.fault].handle(ctx, ev, name, rec)
         records.append(rec)
     return events, records
