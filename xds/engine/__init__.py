@@ -20,8 +20,19 @@ Perturbations (the chaos layer compiles faults into these; see :class:`RanksDown
 Units: seconds (s) for all times in arrays; µs only at the cost-model boundary.
 """
 
-from .events import (Event, KvAbort, KvBandwidth, KvCorrupt, KvStall, Pause, RanksDown, Rollback,
-                     SetCost, Slowdown, Stall)
+from .events import (
+                     Event,
+                     KvAbort,
+                     KvBandwidth,
+                     KvCorrupt,
+                     KvStall,
+                     Pause,
+                     RanksDown,
+                     Rollback,
+                     SetCost,
+                     Slowdown,
+                     Stall,
+)
 from .result import COMPLETED, FAILED, REASONS, STATUS_NAMES, SimResult
 from .sim import MAX_RETRIES, simulate
 
