@@ -246,9 +246,13 @@ def _alltoall_events(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict, de
                 rec.setdefault("uplink_gb_s_per_die", {})[key] = [round(up_old, 3), round(up_new, 3)]
                 if key not in rec["instances"]:
                     rec["instances"].append(key)
-            # ... and what the instance's all-to-all gets, which prices dispatch/combine
-            new_bw = float(ctx.topo.alltoall_gb_s(moe_dies(inst)[:inst.layout.ep], degradation=deg))
+            # ... and what the instance's all-to-all gets, which prices dispatch/combine (with
+            # attention disaggregated, A2E/E2A run between all of its dies): the plan's bandwidth
+            # scaled by what the slowest die keeps on the degraded fabric (lockstep)
+            group = inst.dies if inst.layout.attention_dies else moe_dies(inst)[:inst.layout.ep]
+            was = float(ctx.topo.alltoall_gb_s(group))
             old_bw = inst.cost.fabric.gb_s
+            new_bw = old_bw * float(ctx.topo.alltoall_gb_s(group, degradation=deg)) / max(was, 1e-12)
             if new_bw < old_bw * (1 - 1e-9):
                 if new_bw <= 0:
                     raise XdsError(f"{ev.fault} on {name} disconnects {pool.role} instance "

@@ -51,8 +51,8 @@ def blast_radius(res: SimResult, rec: dict) -> dict[str, Any]:
     or waiting for a stalled P->D KV transfer) and their ``recomputed_tokens`` and ``failed``;
     ``time_to_detect_s`` / ``time_to_recover_s`` (service back) / ``time_to_full_capacity_s``
     (None: not within the run, e.g. a die lost for good); ``capacity_lost_tok_s``: output tokens/s
-    the run produced before the fault minus while it and its recovery lasted (measured on the SLO
-    windows; 0 when the system kept up)."""
+    the run produced before the fault minus while service was interrupted (or, for a fault that
+    only slows service, while it lasts), measured on the SLO windows; 0 when the system kept up."""
     t0 = rec["at_s"]
     full = rec.get("full_capacity_at_s")
     t1 = max(rec.get("recovered_at_s") or t0, full if full is not None else res.duration)
@@ -79,7 +79,7 @@ def blast_radius(res: SimResult, rec: dict) -> dict[str, Any]:
             "time_to_detect_s": round(rec["detected_at_s"] - t0, 6),
             "time_to_recover_s": None if rec_t is None else round(rec_t - t0, 6),
             "time_to_full_capacity_s": None if full is None else round(full - t0, 6),
-            "capacity_lost_tok_s": _capacity_lost(res, t0, t1)}
+            "capacity_lost_tok_s": _capacity_lost(res, t0, t_req)}
 
 
 def _capacity_lost(res: SimResult, t0: float, t1: float) -> float:

@@ -64,6 +64,24 @@ def write_plot(res: SimResult, path: str) -> None:
     _save(plt, fig, path)
 
 
+def _mark_fault(ax, rec: dict[str, Any]) -> None:
+    """One fault on the chaos timeline: strike (red), service back (green dashed), degraded until
+    full capacity (shaded), and its blast radius as a label (dies, requests, recomputed tokens,
+    capacity lost)."""
+    for a in ax:
+        a.axvline(rec["at_s"], color="tab:red", alpha=0.4, lw=1)
+        if rec.get("recovered_at_s") is not None:
+            a.axvline(rec["recovered_at_s"], color="tab:green", alpha=0.4, lw=1, ls="--")
+        if rec.get("full_capacity_at_s") is not None and rec["full_capacity_at_s"] > rec["at_s"]:
+            a.axvspan(rec["at_s"], rec["full_capacity_at_s"], color="tab:orange", alpha=0.08)
+    b = rec.get("blast_radius")
+    if b:
+        ax[0].annotate(f"{rec['fault']}: {b['dies']} dies, {b['requests_affected']:,} req, "
+                       f"{b['recomputed_tokens']:,} tok recomputed, -{b['capacity_lost_tok_s']:,.0f} tok/s",
+                       (rec["at_s"], 1.0), xycoords=("data", "axes fraction"), fontsize=7,
+                       rotation=90, va="top", ha="right", color="tab:red")
+
+
 def write_timeline_plot(doc: dict[str, Any], path: str) -> None:
     """p99 TPOT and output throughput per window from a result document, with fault (red) and
     recovery (green) markers — the chaos view (needs matplotlib: ``plot`` extra)."""
@@ -77,10 +95,7 @@ def write_timeline_plot(doc: dict[str, Any], path: str) -> None:
         ax[0].plot(t, _p99_tpot(rows), label=name)
         ax[1].plot(t, _throughput(rows), label=name)
         for rec in d.get("recovery", []):
-            for a in ax:
-                a.axvline(rec["at_s"], color="tab:red", alpha=0.4, lw=1)
-                if rec.get("recovered_at_s") is not None:
-                    a.axvline(rec["recovered_at_s"], color="tab:green", alpha=0.4, lw=1, ls="--")
+            _mark_fault(ax, rec)
         slo = d["slo"]["tpot_ms"]
     ax[0].axhline(slo, color="black", ls=":", lw=1, label="TPOT SLO")
     ax[0].set_ylabel("p99 TPOT (ms)")
