@@ -73,3 +73,51 @@ def test_engine_modules_import_one_way_at_module_top():
                 assert node in top, f"{name}.py: import inside a function (line {node.lineno})"
             if isinstance(node, ast.ImportFrom) and node.level == 1:
                 assert node.module in ENGINE_LAYERS[:i], f"{name}.py imports .{node.module}"
+
+
+def _small_workload(n: int = 40, out: int = 200) -> Workload:
+    return Workload(arrival_s=np.linspace(0.0, 4.0, n), input_len=np.full(n, 1000, dtype=np.int64),
+                    output_len=np.full(n, out, dtype=np.int64), name="edge")
+
+
+def test_kv_stall_holds_first_tokens_until_the_fabric_is_back():
+    from xds.engine import KvStall
+    placed, w = _placed(), _small_workload()
+    res = simulate(placed, w, events=[KvStall(0.0, 0, 6.0)])
+    assert (res.status == 4).all()                          # all completed
+    assert np.nanmin(res.first_token_s) >= 6.0              # no KV reached decode before 6 s
+    clean = simulate(placed, w)
+    assert np.nanmin(clean.first_token_s) < 6.0
+
+
+def test_kv_abort_requeues_in_flight_transfers_with_a_retry():
+    from xds.engine import KvAbort, KvStall
+    placed, w = _placed(), _small_workload()
+    res = simulate(placed, w, events=[KvStall(0.0, 0, 40.0), KvAbort(30.0, 0)])
+    assert (res.status == 4).all() and res.recomputed.sum() > 0
+
+
+def test_stall_delays_the_step_in_flight_and_redo_costs_more():
+    from xds.engine import Stall
+    placed, w = _placed(), _small_workload()
+    plain = simulate(placed, w, events=[Stall(3.0, "decode", 0, 5.0)])
+    redo = simulate(placed, w, events=[Stall(3.0, "decode", 0, 5.0, redo=True)])
+    clean = simulate(placed, w)
+    caught = (clean.first_token_s < 3.0) & (clean.finish_s > 3.0)   # decoding when it hung
+    assert caught.any()
+    assert np.all(plain.finish_s[caught] - clean.finish_s[caught] >= 2.0 - 1e-9)
+    assert np.all(redo.finish_s[caught] >= plain.finish_s[caught] - 1e-9)
+    assert redo.finish_s[caught].max() > plain.finish_s[caught].max()
+    assert (plain.status == 4).all() and (redo.status == 4).all()
+
+
+def test_kv_corrupt_fails_only_the_rank_requests():
+    from xds.engine import KvCorrupt
+    placed, w = _placed(), _small_workload(out=2000)
+    res = simulate(placed, w, events=[KvCorrupt(8.0, 0, (0, 1, 2, 3))])
+    names = [res.reason_names[r] for r in res.reason]
+    lost = np.array([n == "kv_corrupted" for n in names])
+    # lost: only requests already decoding (they had their first token), and at most one per rank
+    # here (40 requests spread over 320 ranks by least KV)
+    assert 0 < lost.sum() <= 4 and np.all(res.first_token_s[lost] <= 8.0)
+    assert (res.status == 4).sum() + lost.sum() == len(w)

@@ -404,7 +404,7 @@ def run_random(placed, workload, *, rate_per_1000_chip_days: float, hours: float
         quiet = trial_outcome(doc)
     done = iter(o.value for o in runs)
     stats = {pol: trials_stats([next(done) if sc.spec.events else quiet for sc in scenarios],
-                               placed.spec.slo.attainment) for pol in pols}
+                               placed.spec.slo.attainment, hours) for pol in pols}
     return random_report(placed, rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
                          trials=trials, seed=seed, faults_per_trial=[len(s.spec.events) for s in scenarios],
                          stats=stats)

@@ -33,7 +33,8 @@ def compile_events(placed, scenario: Scenario, params: dict[str, Any]) -> tuple[
         t = ev.at_s
         det = t + params["detect_s"]
         rec = {"event": i, "fault": ev.fault, "target": name, "at_s": t, "detected_at_s": det,
-               "recovered_at_s": det, "instances": [], "action": ""}
+               "recovered_at_s": det, "full_capacity_at_s": None, "instances": [], "dies": 0,
+               "action": ""}
         events += KINDS[ev.fault].handle(ctx, ev, name, rec)
         records.append(rec)
     return events, records
@@ -52,24 +53,32 @@ def _target_names(scenario: Scenario, topo) -> list[str]:
 
 
 def _check_overlaps(scenario: Scenario, names: list[str], topo) -> None:
-    """Refuse impossible timelines: a fault on an element (or a die inside a domain) that is already
-    down for good, or two overlapping transient faults of the same kind on the same element."""
+    """Refuse impossible timelines (:func:`impossible_events`); the error names the first."""
+    for i, msg in impossible_events(scenario.spec.events, names, topo):
+        raise XdsError(msg, file=scenario.path, where=f"events[{i}]")
+
+
+def impossible_events(events, names: list[str], topo):
+    """Yield (index, reason) for each event that cannot happen given the earlier ones (in time
+    order): a fault on an element (or on dies inside a domain) already down for good, or a
+    transient fault overlapping an earlier one of the same kind on the same element. An impossible
+    event is skipped, so the rest are judged against the possible ones."""
     dead: dict[str, float] = {}
     dead_dies: dict[int, float] = {}
     busy: dict[tuple[str, str], float] = {}
-    for i, ev in sorted(enumerate(scenario.spec.events), key=lambda x: x[1].at_s):
-        where = f"events[{i}]"
+    for i, ev in sorted(enumerate(events), key=lambda x: x[1].at_s):
         name = names[i]
         dies = [int(d) for d in topo.dies_in(name)]
         gone = [dead_dies[d] for d in dies if d in dead_dies and ev.at_s >= dead_dies[d]]
         if (name in dead and ev.at_s >= dead[name]) or (dies and len(gone) == len(dies)):
             since = dead.get(name, min(gone) if gone else 0.0)
-            raise XdsError(f"{name} is already down (permanently, since {since:g} s); "
-                           "a later fault on it is impossible", file=scenario.path, where=where)
+            yield i, (f"{name} is already down (permanently, since {since:g} s); "
+                      "a later fault on it is impossible")
+            continue
         key = (ev.fault, name)
         if key in busy and ev.at_s < busy[key]:
-            raise XdsError(f"overlaps an earlier {ev.fault} on {name} that lasts until "
-                           f"{busy[key]:g} s", file=scenario.path, where=where)
+            yield i, f"overlaps an earlier {ev.fault} on {name} that lasts until {busy[key]:g} s"
+            continue
         permanent = KINDS[ev.fault].permanent and ev.duration_s is None
         if permanent:
             dead[name] = ev.at_s

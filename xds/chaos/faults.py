@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from ..cost import CostModel, Fabric
-from ..engine import KvBandwidth, Pause, RanksDown, SetCost, Slowdown
+from ..engine import KvAbort, KvBandwidth, KvCorrupt, KvStall, Pause, RanksDown, SetCost, Slowdown
 from ..errors import XdsError
 from ..plan import expert_shares
 from ..spec.scenario import FaultEvent
 from ..topology.builders.registry import FAMILIES
-from .instances import Owner, instance, moe_dies, pool_of, restart_s
+from .instances import Owner, instance, load_s, moe_dies, pool_of, restart_s
 from .policies import RecoveryPolicy
 from .replicas import expert_state
 
@@ -75,15 +75,31 @@ def _dies_down(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
 
 def _hbm_uce(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
     """An uncorrectable HBM error: the die drops out until it is remapped (``duration_s``, else the
-    policy's ``uce_remap_s``)."""
+    policy's ``uce_remap_s``). Under a policy that remaps in place (stage 3, reference §E: "some
+    KV and individual requests may be lost") the requests whose KV sat on the die — those decoding
+    on its DP rank — are lost (``kv_corrupted``) instead of recomputed."""
     back = ev.at_s + (ev.duration_s or ctx.params["uce_remap_s"])
-    return _die_loss(ctx, ctx.topo.dies_in(name), ev.at_s, back, rec)
+    dies = ctx.topo.dies_in(name)
+    events: list = []
+    if ctx.policy.remaps_uce():
+        for d in np.asarray(dies).tolist():
+            o = ctx.owners.get(int(d))
+            if o is not None and o.role == "decode" and o.rank is not None:
+                events.append(KvCorrupt(ev.at_s, o.instance, (o.rank,)))
+                rec["kv_lost_rank"] = f"decode:{o.instance}/{o.rank}"
+    events += _die_loss(ctx, dies, ev.at_s, back, rec)
+    if "kv_lost_rank" in rec:
+        rec["action"] = (f"HBM remapped in place: the requests decoding on {rec['kv_lost_rank']} "
+                         f"lost their KV (kv_corrupted); " + rec["action"])
+    return events
 
 
 def _die_loss(ctx: FaultContext, dies, t: float, back: float | None, rec: dict) -> list:
     """Every instance using one of ``dies`` restarts or sheds the lost ranks (per the policy); the
     ranks come back at ``back`` (None: never)."""
     by_inst: dict[tuple[str, int], list[Owner]] = {}
+    rec["dies"] = int(sum(1 for d in np.asarray(dies).tolist() if int(d) in ctx.owners))
+    rec["full_capacity_at_s"] = back
     for d in np.asarray(dies).tolist():
         o = ctx.owners.get(int(d))
         if o is not None:
@@ -101,7 +117,8 @@ def _die_loss(ctx: FaultContext, dies, t: float, back: float | None, rec: dict) 
             end = rec["detected_at_s"] + restart_s(instance(ctx.placed, role, idx), ctx.params)
             events.append(Pause(t, role, idx, end, "requeue"))
             rec["recovered_at_s"] = max(rec["recovered_at_s"], end)
-            actions.append(f"{role}:{idx} restarted ({end - t:.0f} s), in-flight re-prefilled")
+            rec["full_capacity_at_s"] = rec["recovered_at_s"]   # restarted on spare dies
+            actions.append(f"{role}:{idx} restarted ({end - t:.1f} s), in-flight re-prefilled")
             continue
         events += _shed(ctx, role, idx, owners, t, back, rec, actions)
     rec["action"] = "; ".join(actions)
@@ -117,10 +134,16 @@ def _shed(ctx: FaultContext, role: str, idx: int, owners: list[Owner], t: float,
     ranks = tuple(sorted({o.rank for o in owners if o.rank is not None}))
     lost_ep = {o.ep_rank for o in owners if o.ep_rank is not None}
     missing, bal_ratio = expert_state(pool_of(ctx.placed, role), lost_ep, ctx.shares)
+    em = pool_of(ctx.placed, role).expert_map or {}
+    if em.get("slots_per_rank"):
+        lost_slots = sum(1 for r in lost_ep if r < int(em["routed_ranks"])) * int(em["slots_per_rank"])
+        rec["expert_slots_lost"] = rec.get("expert_slots_lost", 0) + lost_slots
+    rec["experts_without_replica"] = rec.get("experts_without_replica", 0) + int(missing)
     stall = ctx.policy.shed_stall_s(ctx.params)
     if missing:
         # no live replica: its weights are reloaded onto a survivor before the MoE layer can run
         reload = _expert_reload_s(ctx, inst, missing, len(lost_ep))
+        rec["reload_s"] = round(rec.get("reload_s", 0.0) + reload, 6)
         stall += float(reload)
         actions.append(f"{missing} expert(s) lost every replica: reloaded ({reload:.1f} s)")
     end = t + stall
@@ -142,15 +165,21 @@ def _shed(ctx: FaultContext, role: str, idx: int, owners: list[Owner], t: float,
 
 
 def _expert_reload_s(ctx: FaultContext, inst, missing: int, lost: int) -> float:
-    """Time to reload ``missing`` experts (s): the override ``expert_reload_s``, else the survivors
-    load them in parallel, one expert (all its layers) per die at a time, at ``reload_gb_s``."""
+    """Time to reload ``missing`` experts (s): the override ``expert_reload_s``, else their bytes
+    (every MoE layer's copy) restored from the weight store onto the survivors in parallel
+    (:func:`~xds.chaos.instances.load_s`: ``missing`` experts in total, at most ⌈missing /
+    survivors⌉ on one die)."""
     reload = ctx.params.get("expert_reload_s")
     if reload is not None:
         return reload
-    model = ctx.placed.model
+    gb = expert_gb(ctx.placed.model, inst)
     per_die = math.ceil(missing / max(inst.layout.ep - lost, 1))
-    gb = per_die * model.expert_params() * (model.moe_layers + model.mtp_layers) * inst.cost.wb / 1e9
-    return gb / ctx.params["reload_gb_s"]
+    return load_s(missing * gb, per_die * gb, ctx.params)
+
+
+def expert_gb(model, inst) -> float:
+    """Bytes of one routed expert over all its MoE (and MTP) layers (GB)."""
+    return model.expert_params() * (model.moe_layers + model.mtp_layers) * inst.cost.wb / 1e9
 
 
 # ------------------------------------------------------------------------------ slow die
@@ -165,8 +194,10 @@ def _straggler(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
         events.append(Slowdown(t, role, idx, float(ev.factor), until))
         rec["instances"].append(f"{role}:{idx}")
     rec["action"] = f"lockstep: the instance runs {ev.factor:g}x slower"
+    rec["dies"] = int(sum(1 for d in ctx.topo.dies_in(name) if int(d) in ctx.owners))
     rec["detected_at_s"] = t
-    rec["recovered_at_s"] = until
+    rec["recovered_at_s"] = t
+    rec["full_capacity_at_s"] = until
     return events
 
 
@@ -192,8 +223,11 @@ def _reroute(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict, deg) -> li
     rec["action"] = ("traffic re-routed over the remaining paths; all-to-all bandwidth lower"
                      if "bandwidth_gb_s" in rec else
                      "traffic re-routed; uplink capacity lower but the all-to-all still fits")
+    used = np.fromiter(ctx.owners, dtype=np.int64)
+    rec["dies"] = int(np.sum(deg.ub_gb_s_per_die[used] < healthy.ub_gb_s_per_die[used] * (1 - 1e-9)))
     rec["detected_at_s"] = t
-    rec["recovered_at_s"] = until
+    rec["recovered_at_s"] = t
+    rec["full_capacity_at_s"] = until
     return events
 
 
@@ -212,9 +246,13 @@ def _alltoall_events(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict, de
                 rec.setdefault("uplink_gb_s_per_die", {})[key] = [round(up_old, 3), round(up_new, 3)]
                 if key not in rec["instances"]:
                     rec["instances"].append(key)
-            # ... and what the instance's all-to-all gets, which prices dispatch/combine
-            new_bw = float(ctx.topo.alltoall_gb_s(moe_dies(inst)[:inst.layout.ep], degradation=deg))
+            # ... and what the instance's all-to-all gets, which prices dispatch/combine (with
+            # attention disaggregated, A2E/E2A run between all of its dies): the plan's bandwidth
+            # scaled by what the slowest die keeps on the degraded fabric (lockstep)
+            group = inst.dies if inst.layout.attention_dies else moe_dies(inst)[:inst.layout.ep]
+            was = float(ctx.topo.alltoall_gb_s(group))
             old_bw = inst.cost.fabric.gb_s
+            new_bw = old_bw * float(ctx.topo.alltoall_gb_s(group, degradation=deg)) / max(was, 1e-12)
             if new_bw < old_bw * (1 - 1e-9):
                 if new_bw <= 0:
                     raise XdsError(f"{ev.fault} on {name} disconnects {pool.role} instance "
@@ -251,16 +289,43 @@ def _kv_events(ctx: FaultContext, rec: dict, deg, healthy, t: float, until: floa
 
 
 def _glitch(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
-    """A collective hangs on the instances whose traffic crosses the element; the policy decides."""
+    """For ``duration_s`` (default 1 s) the element passes no traffic: the collectives of the
+    instances whose traffic crosses it hang (the policy decides what follows), and on the plane
+    that carries P→D KV every transfer stalls; a stall past the transport's retry window aborts
+    the transfers in flight and their requests are re-prefilled (one retry each)."""
+    t = ev.at_s
+    dur = float(ev.duration_s or 1.0)
     affected = glitch_instances(ctx.placed, ctx.topo, name)
     rec["instances"].extend(f"{role}:{idx}" for role, idx in affected)
-    return ctx.policy.glitch(ctx.placed, affected, ev.at_s, rec["detected_at_s"], ctx.params, rec)
+    rec["duration_s"] = dur
+    rec["dies"] = int(sum(len(instance(ctx.placed, r, i).dies) for r, i in affected))
+    events = ctx.policy.glitch(ctx.placed, affected, t, dur, ctx.params, rec) if affected else []
+    if not affected:
+        rec["action"] = "no instance's collectives cross it"
+        rec["detected_at_s"] = rec["recovered_at_s"] = t
+    kind = name.split(":", 1)[0]
+    kv_hit = kind == "rdma" if ctx.placed.spec.kv_transfer.plane == "rdma" else kind not in ("rdma", "vpc")
+    if kv_hit and ctx.placed.prefill is not None:
+        window = ctx.params["retry_window_s"]
+        for inst in ctx.placed.decode.instances:
+            rec.setdefault("kv_instances", []).append(f"decode:{inst.index}")
+            events.append(KvStall(t, inst.index, t + dur))
+            if dur > window:
+                events.append(KvAbort(t + window, inst.index))
+        rec["kv_transfers"] = (f"P->D KV transfers stalled {dur:g} s" + (
+            f"; past the retry window ({window:g} s) the ones in flight were aborted and "
+            "re-prefilled" if dur > window else ""))
+        rec["action"] = "; ".join(x for x in (rec["action"], rec["kv_transfers"]) if x)
+        rec["recovered_at_s"] = max(rec["recovered_at_s"], t + dur)
+    rec["full_capacity_at_s"] = max(rec["recovered_at_s"], t + dur)
+    return events
 
 
 def glitch_instances(placed, topo, name: str) -> list[tuple[str, int]]:
-    """Instances whose traffic crosses the glitching element: every multi-node instance for a
-    switch/link of the scale-up fabric, the node's instances for a node or its L1 / NVSwitch, every
-    instance for the RDMA/VPC fabrics."""
+    """Instances whose collectives cross the glitching element: every multi-node instance for a
+    switch/link of the scale-up fabric (traffic is spread over every L2 switch), the node's
+    instances for a node or its L1 / NVSwitch, the instances whose all-to-all rides the scale-out
+    plane for ``rdma``, none for ``vpc``."""
     kind = name.split(":", 1)[0]
     out = []
     node_dies = set(topo.dies_in(name).tolist()) if kind == "node" else None
@@ -268,8 +333,11 @@ def glitch_instances(placed, topo, name: str) -> list[tuple[str, int]]:
         for inst in pool.instances:
             if node_dies is not None:
                 hit = bool(node_dies & set(int(d) for d in inst.dies))
-            elif kind in ("rdma", "vpc"):
-                hit = True
+            elif kind == "rdma":
+                # only collectives that ride the scale-out plane (KV transfers: see _glitch)
+                hit = inst.cost.fabric.plane == "scale_out"
+            elif kind == "vpc":
+                hit = False       # management and storage traffic only (reference §A.5)
             elif kind == topo.family.switch_kind:
                 node = int(name.split(":")[1].split("/")[0])
                 hit = bool(np.any(topo.die_node[inst.dies] == node))

@@ -59,9 +59,17 @@ def weights_gb(inst) -> float:
     return sum(v for k, v in hbm.items() if k.startswith("weights_"))
 
 
+def load_s(total_gb: float, per_die_gb: float, params: dict[str, Any]) -> float:
+    """Time to restore ``total_gb`` spread as at most ``per_die_gb`` on one die (s): the store
+    serves at most ``store_gb_s`` in aggregate and each die pulls at most ``reload_gb_s``, all dies
+    in parallel, so the slower of the two bounds sets the time."""
+    return max(total_gb / params["store_gb_s"], per_die_gb / params["reload_gb_s"])
+
+
 def restart_s(inst, params: dict[str, Any]) -> float:
     """Time to restart an instance (s): the override ``restart_s``, else graph warm-up plus
-    reloading one die's weights at ``reload_gb_s`` (every die reloads in parallel)."""
+    restoring every die's weights (:func:`load_s`: ``dies x weights per die`` GB)."""
     if params.get("restart_s") is not None:
         return float(params["restart_s"])
-    return params["warmup_s"] + weights_gb(inst) / params["reload_gb_s"]
+    per_die = weights_gb(inst)
+    return params["warmup_s"] + load_s(per_die * len(inst.dies), per_die, params)

@@ -12,12 +12,26 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..engine import Pause, Rollback
+from ..engine import Pause, Stall
 from ..errors import XdsError
 from ..spec.plan import RecoverySpec
 from .instances import instance, restart_s
 
 REGISTRY: dict[str, RecoveryPolicy] = {}
+
+# Time costs every policy shares (fixtures/faults/SOURCES.md has the derivations):
+# - retry_window_s: how long the transport retries a stalled transfer before it errors: CANN's HCCL
+#   defaults HCCL_RDMA_TIMEOUT=20 (4.096 µs x 2^20 = 4.29 s per attempt) x HCCL_RDMA_RETRY_CNT=7.
+# - store_gb_s: aggregate read bandwidth of the store weights are restored from; the EMS DRAM pool
+#   warm-starts 8 instances of the 671 GB INT8 model in ~5 s (reference §C.3, CMv3 Table 1), i.e.
+#   8 x 671 / 5 GB/s. From OBS over VPC it would be 2.5 GB/s (same source): set store_gb_s: 2.5.
+# - reload_gb_s: what one die can pull from host DRAM over UB, NPU-CPU read 147 GB/s (reference §A.4,
+#   CMv2 Table 1) — the per-die cap on that parallel restore.
+# - warmup_s: graph warm-up with cached compilation, 6-10 s (ReviveMoE, reference §E): 10 s.
+# - uce_remap_s: HBM multi-bit ECC recovered in about a minute (Huawei, fault_reference_rates.csv).
+SHARED: dict[str, float] = {
+    "retry_window_s": round(4.096e-6 * 2 ** 20 * 7, 3), "store_gb_s": 671.0 * 8 / 5.0,
+    "reload_gb_s": 147.0, "warmup_s": 10.0, "uce_remap_s": 60.0}
 
 
 class RecoveryPolicy:
@@ -25,7 +39,7 @@ class RecoveryPolicy:
     which is the order ``--policy all`` runs and reports them)."""
 
     name: ClassVar[str] = ""
-    # detect_s, warmup_s, remap_s, uce_remap_s in s; reload_gb_s in GB/s per die
+    # detect_s, remap_s in s (on top of :data:`SHARED`)
     defaults: ClassVar[dict[str, float]] = {}
 
     def __init_subclass__(cls, **kw: Any) -> None:
@@ -37,35 +51,56 @@ class RecoveryPolicy:
         """Whether an instance of ``role`` that loses dies restarts (else it sheds the lost ranks)."""
         raise NotImplementedError
 
+    def remaps_uce(self) -> bool:
+        """Whether an HBM UCE is remapped in place, losing the KV on the die (reference §E stage 3),
+        rather than taking the die's process down."""
+        return False
+
     def shed_stall_s(self, params: dict[str, Any]) -> float:
         """How long an instance that sheds lost ranks stops before serving again (s): detection,
         then re-initialising the communication domain without them (``remap_s``)."""
         return params["detect_s"] + params["remap_s"]
 
-    def glitch(self, placed, affected: list[tuple[str, int]], t: float, det: float,
+    def glitch(self, placed, affected: list[tuple[str, int]], t: float, dur: float,
                params: dict[str, Any], rec: dict[str, Any]) -> list:
-        """Engine events for a network glitch at ``t`` (detected at ``det``) on the ``affected``
-        (role, index) instances; sets the record's ``action`` and recovery times. By default the
-        collective in flight times out and each affected instance restarts."""
-        events = []
-        for role, idx in affected:
-            end = det + restart_s(instance(placed, role, idx), params)
-            events.append(Pause(t, role, idx, end, "requeue"))
-            rec["recovered_at_s"] = max(rec["recovered_at_s"], end)
-        rec["action"] = "collective timed out; affected instances restarted"
-        return events
+        """Engine events for a network glitch of ``dur`` s at ``t`` on the ``affected`` (role, index)
+        instances; sets the record's ``action`` and times. Stages 1-2: the transport retransmits, so
+        the collectives in flight just hang; a hang shorter than heartbeat detection (``detect_s``)
+        and the retry window is ridden out (steps stall ``dur``), a longer one makes the DP master
+        miss its heartbeats (reference §E) and the instance is restarted."""
+        if dur < params["detect_s"] and dur <= params["retry_window_s"]:
+            rec["detected_at_s"] = t
+            rec["recovered_at_s"] = t + dur
+            rec["action"] = (f"transport retransmits: steps stall {dur:g} s, shorter than heartbeat "
+                             f"detection ({params['detect_s']:g} s): no restart")
+            return [Stall(t, role, idx, t + dur) for role, idx in affected]
+        det = t + min(params["detect_s"], params["retry_window_s"])
+        rec["detected_at_s"] = det
+        rec["action"] = (f"escalated: a {dur:g} s hang outlasts heartbeat detection "
+                         f"({params['detect_s']:g} s); affected instances restarted")
+        return _restart_all(placed, affected, t, det, t + dur, params, rec)
+
+
+def _restart_all(placed, affected, t: float, det: float, back: float, params, rec) -> list:
+    """Restart every affected instance from ``det`` (s); none is up before the fabric is back at
+    ``back`` (s). In-flight requests are re-prefilled."""
+    events = []
+    rec["recovered_at_s"] = rec.get("recovered_at_s") or det
+    for role, idx in affected:
+        end = max(det + restart_s(instance(placed, role, idx), params), back)
+        events.append(Pause(t, role, idx, end, "requeue"))
+        rec["recovered_at_s"] = max(rec["recovered_at_s"], end)
+    return events
 
 
 class Restart(RecoveryPolicy):
-    """Stage 1: detect, then restart every affected instance (model reload plus graph warm-up);
-    its in-flight requests are re-queued and re-prefilled on healthy spare dies."""
+    """Stage 1: detect, then restart every affected instance (weights restored from the EMS pool
+    plus graph warm-up); its in-flight requests are re-queued and re-prefilled on healthy spare
+    dies."""
 
     name = "restart"
     # Heartbeat-based detection (xDeepServe multi-tier heartbeats; no interval published): 10 s.
-    # Restart = warm-up 10 s (ReviveMoE: 6-10 s with cached graph compilation) + the die's weights at
-    # 0.5 GB/s, i.e. ~80 s for a DeepSeek-R1 decode die — ReviveMoE measured a full restart at ~83 s.
-    defaults: ClassVar[dict[str, float]] = {
-        "detect_s": 10.0, "warmup_s": 10.0, "reload_gb_s": 0.5, "remap_s": 0.0, "uce_remap_s": 60.0}
+    defaults: ClassVar[dict[str, float]] = {**SHARED, "detect_s": 10.0, "remap_s": 0.0}
 
     def restarts(self, role: str) -> bool:
         return True
@@ -73,13 +108,12 @@ class Restart(RecoveryPolicy):
 
 class PdFailover(RecoveryPolicy):
     """Stage 2: prefill and decode fail over separately; decode drops the lost DP / EP ranks while
-    every expert keeps a replica and pauses ``remap_s`` to re-initialise; glitches still restart."""
+    every expert keeps a replica and pauses ``remap_s`` to re-initialise; long glitches restart."""
 
     name = "pd-failover"
     # Rebuilding the communication domain without the lost ranks ~30 s (Huawei process-level job
     # recovery, press figure); detection as above.
-    defaults: ClassVar[dict[str, float]] = {
-        "detect_s": 10.0, "warmup_s": 10.0, "reload_gb_s": 0.5, "remap_s": 30.0, "uce_remap_s": 60.0}
+    defaults: ClassVar[dict[str, float]] = {**SHARED, "detect_s": 10.0, "remap_s": 30.0}
 
     def restarts(self, role: str) -> bool:
         return role == "prefill"
@@ -88,23 +122,36 @@ class PdFailover(RecoveryPolicy):
 class FineGrained(PdFailover):
     """Stage 3: glitches roll back one iteration; lost ranks' requests are recomputed on survivors;
     experts are remapped to redundant slots without stopping (the instance stalls only for
-    detection); HBM UCEs are remapped in place (``uce_remap_s``)."""
+    detection); HBM UCEs are remapped in place, losing the KV that sat on the die."""
 
     name = "fine-grained"
     # XCCL link probing and DP-master heartbeats detect within ~2 s; redundant-expert remap while
-    # serving (ReviveMoE <10 s end to end, SGLang elastic EP 6.2-6.8 s); HBM multi-bit ECC recovered
-    # in ~1 min (Huawei).
-    defaults: ClassVar[dict[str, float]] = {
-        "detect_s": 2.0, "warmup_s": 10.0, "reload_gb_s": 0.5, "remap_s": 5.0, "uce_remap_s": 60.0}
+    # serving (ReviveMoE <10 s end to end, SGLang elastic EP 6.2-6.8 s).
+    defaults: ClassVar[dict[str, float]] = {**SHARED, "detect_s": 2.0, "remap_s": 5.0}
 
     def shed_stall_s(self, params: dict[str, Any]) -> float:
         return params["detect_s"]
 
-    def glitch(self, placed, affected, t, det, params, rec) -> list:
-        rec["action"] = "all DP groups roll back one iteration and recompute"
-        rec["detected_at_s"] = t
-        rec["recovered_at_s"] = t
-        return [Rollback(t, role, idx) for role, idx in affected]
+    def remaps_uce(self) -> bool:
+        return True
+
+    def glitch(self, placed, affected, t, dur, params, rec) -> list:
+        """Up to the transport's retry window the hung collectives resume when the fabric is back
+        and every DP group rolls back one iteration and recomputes it (reference §E stage 3);
+        beyond it the collectives error out, rollback cannot cover the outage and the policy
+        escalates to restarting the affected instances."""
+        if dur <= params["retry_window_s"]:
+            rec["detected_at_s"] = t
+            rec["recovered_at_s"] = t + dur
+            rec["action"] = (f"all DP groups stall {dur:g} s, then roll back one iteration and "
+                             "recompute")
+            return [Stall(t, role, idx, t + dur, redo=True) for role, idx in affected]
+        det = t + params["retry_window_s"]
+        rec["detected_at_s"] = det
+        rec["action"] = (f"escalated: the {dur:g} s outage outlasts the retry window "
+                         f"({params['retry_window_s']:g} s), rollback cannot cover it; affected "
+                         "instances restarted")
+        return _restart_all(placed, affected, t, det, t + dur, params, rec)
 
 
 POLICIES = tuple(REGISTRY)

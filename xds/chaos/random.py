@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import XdsError
 from ..spec.scenario import FaultEvent, Scenario, ScenarioSpec
+from .compile import impossible_events
 
 
 @lru_cache(maxsize=1)
@@ -32,7 +33,8 @@ def random_scenario(placed, *, rate_per_1000_chip_days: float, hours: float, rng
                     path: str = "<random>") -> Scenario:
     """Draw a fault timeline: Poisson count at the given rate over the plan's chips for ``hours``,
     uniform times, kinds from :func:`_cause_mix`, targets uniform over the plan's dies / nodes /
-    links (a target drawn twice keeps its first fault). May have no event (a quiet trial)."""
+    links (a target drawn twice keeps its first fault; a fault on something already down for good
+    is dropped). May have no event (a quiet trial)."""
     if not (rate_per_1000_chip_days > 0) or not math.isfinite(rate_per_1000_chip_days):
         raise XdsError(f"must be > 0 (got {rate_per_1000_chip_days})", file="--rate-per-1000-chip-days")
     if not (hours > 0) or not math.isfinite(hours):
@@ -66,6 +68,11 @@ def random_scenario(placed, *, rate_per_1000_chip_days: float, hours: float, rng
         if kind == "network_glitch":
             ev["duration_s"] = 1.0
         events.append(FaultEvent(**ev))
+    # a fault on a die or domain already down for good cannot happen: drop it, as the fleet would
+    # never see it (the run must not abort on a draw)
+    names = [topo.parse_target(e.target) for e in events]
+    drop = {i for i, _ in impossible_events(events, names, topo)}
+    events = sorted((e for i, e in enumerate(events) if i not in drop), key=lambda e: e.at_s)
     if not events:  # a quiet trial: no fault drawn (the schema needs >= 1 event, so bypass it)
         return Scenario(ScenarioSpec.model_construct(name="random", events=[], recovery=None,
                                                      description="", source=""), path)

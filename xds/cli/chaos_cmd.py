@@ -106,12 +106,14 @@ def _render(doc: dict) -> None:
     if "trials" in doc:
         t = Table(title=f"xds chaos --random: {doc['plan']}, {doc['trials']} trials × {doc['hours']:g} h at "
                         f"{doc['rate_per_1000_chip_days']:g} faults / 1000 chip-days")
-        for col in ("policy", "SLO attainment mean", "min", "p5", "failed mean", "failed max", "trials passing"):
+        for col in ("policy", "availability (95% CI)", "min", "p5", "failed mean", "failed / day",
+                    "trials passing"):
             t.add_column(col, justify="left" if col == "policy" else "right")
         for p, d in doc["policies"].items():
-            a, f = d["slo_attainment"], d["failed"]
-            t.add_row(p, f"{a['mean']:.1%}", f"{a['min']:.1%}", f"{a['p5']:.1%}", f"{f['mean']:.1f}",
-                      str(f["max"]), f"{d['trials_passing']}/{doc['trials']}")
+            a, f, av = d["slo_attainment"], d["failed"], d["availability"]
+            t.add_row(p, f"{av['mean']:.2%} [{av['ci95'][0]:.2%}, {av['ci95'][1]:.2%}]",
+                      f"{a['min']:.1%}", f"{a['p5']:.1%}", f"{f['mean']:.1f}",
+                      f"{d.get('failed_per_day', 0):,.0f}", f"{d['trials_passing']}/{doc['trials']}")
         c.print(t)
         c.print(f"faults drawn per trial: {doc['faults_per_trial']}")
         for msg in doc.get("warnings", []):
@@ -145,6 +147,7 @@ def _render(doc: dict) -> None:
             c.print(f"  t={rec['at_s']:g}s {rec['fault']} {rec['target']}: detected {rec['detected_at_s']:g}s, "
                     f"recovered {'-' if back is None else f'{back:.1f}s'}, {rec['requests_affected']:,} requests "
                     f"affected — {rec['action']}")
+        _blast_table(c, d["recovery"])
         rows = d["timeline"]
         w = d["slo"]["window_s"]
         c.print(f"  {'p99 TPOT per ' + format(w, 'g') + ' s (0..max, SLO ' + format(d['slo']['tpot_ms'], 'g') + ' ms):':<40}"
@@ -152,3 +155,23 @@ def _render(doc: dict) -> None:
         c.print(f"  {'faults (^) / recovery (|):':<40}{markers(d, len(rows), w)}")
         for msg in d.get("warnings", []):
             c.print(f"  [yellow]warning:[/] {msg}")
+
+
+def _blast_table(c, records: list[dict]) -> None:
+    """One row per fault: what it touched and what it cost (the JSON's ``blast_radius``)."""
+    t = Table(title="blast radius")
+    cols = ("fault", "dies", "expert slots", "instances", "requests", "recomputed tok", "failed",
+            "detect s", "recover s", "full cap. s", "capacity lost tok/s")
+    for col in cols:
+        t.add_column(col, justify="left" if col == "fault" else "right")
+
+    def s(v):
+        return "-" if v is None else f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"
+
+    for rec in records:
+        b = rec["blast_radius"]
+        t.add_row(f"{rec['fault']} {rec['target']}", s(b["dies"]), s(b["expert_slots_lost"]),
+                  s(b["instances"]), s(b["requests_affected"]), s(b["recomputed_tokens"]),
+                  s(b["failed"]), s(b["time_to_detect_s"]), s(b["time_to_recover_s"]),
+                  s(b["time_to_full_capacity_s"]), s(b["capacity_lost_tok_s"]))
+    c.print(t)

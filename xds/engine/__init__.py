@@ -13,15 +13,29 @@ admission, completion ring), :mod:`.prefill` (routing, batches), :mod:`.events` 
 :mod:`.sim` (the main loop). Each imports only the ones listed before it.
 
 Perturbations (the chaos layer compiles faults into these; see :class:`RanksDown`, :class:`Pause`,
-:class:`Slowdown`, :class:`Rollback`, :class:`SetCost`, :class:`KvBandwidth`) are applied at their
+:class:`Slowdown`, :class:`Rollback`, :class:`SetCost`, :class:`KvBandwidth`, :class:`Stall`,
+:class:`KvStall`, :class:`KvAbort`, :class:`KvCorrupt`) are applied at their
 ``at_s``. Every request ends either ``completed`` or ``failed`` with a reason (:data:`REASONS`).
 
 Units: seconds (s) for all times in arrays; µs only at the cost-model boundary.
 """
 
-from .events import Event, KvBandwidth, Pause, RanksDown, Rollback, SetCost, Slowdown
+from .events import (
+                     Event,
+                     KvAbort,
+                     KvBandwidth,
+                     KvCorrupt,
+                     KvStall,
+                     Pause,
+                     RanksDown,
+                     Rollback,
+                     SetCost,
+                     Slowdown,
+                     Stall,
+)
 from .result import COMPLETED, FAILED, REASONS, STATUS_NAMES, SimResult
 from .sim import MAX_RETRIES, simulate
 
-__all__ = ["COMPLETED", "FAILED", "MAX_RETRIES", "REASONS", "STATUS_NAMES", "Event", "KvBandwidth",
-           "Pause", "RanksDown", "Rollback", "SetCost", "SimResult", "Slowdown", "simulate"]
+__all__ = ["COMPLETED", "FAILED", "MAX_RETRIES", "REASONS", "STATUS_NAMES", "Event", "KvAbort",
+           "KvBandwidth", "KvCorrupt", "KvStall", "Pause", "RanksDown", "Rollback", "SetCost",
+           "SimResult", "Slowdown", "Stall", "simulate"]

@@ -28,6 +28,7 @@ class Actor:
         self.paused = 0            # nesting count of active pauses
         self.slow = 1.0            # factor on step times (stragglers)
         self.kv_bw = 1.0           # factor on the KV-transfer bandwidth into this instance (decode)
+        self.kv_hold = 0.0         # KV transfers into this instance cannot progress before then (s)
 
     def start(self, sim, t: float) -> None:
         """Start the next iteration at ``t`` if there is work."""

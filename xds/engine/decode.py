@@ -161,7 +161,8 @@ def hand_off(sim, ids: np.ndarray, t: float, t_kv: float) -> None:
     # each TP die of the rank receives its share of the KV: GQA splits by head, MLA's latent whole
     tx = ctx * sim.kv_bpt / (sim.kv_bps * d.kv_bw * d.cost.kv_split) + KV_TRANSFER_LATENCY_S \
         if sim.P else 0.0
-    req.ready[ids] = t_kv + tx
+    # a stalled transport (KvStall: RDMA glitch) holds every transfer until the link is back
+    req.ready[ids] = max(t_kv, d.kv_hold) + tx
     req.status[ids] = DEC_PENDING
     req.d_inst[ids] = d.idx
     d.pend.extend(ids)

@@ -17,7 +17,7 @@ from ..cost import CostModel
 from ..errors import XdsError
 from .decode import decode_lost
 from .prefill import prefill_lost, requeue
-from .result import R_RANK_LOST, R_RESTART
+from .result import DEC_PENDING, R_KV_CORRUPT, R_RANK_LOST, R_RESTART
 
 
 def _actors(sim, role: str, inst: int | None) -> list:
@@ -223,8 +223,123 @@ class KvBandwidth:
         a.kv_bw *= 1.0 / float(self.factor)
 
 
-Event = RanksDown | Pause | Slowdown | Rollback | SetCost | KvBandwidth
-EVENT_TYPES = (RanksDown, Pause, Slowdown, Rollback, SetCost, KvBandwidth)
+@dataclass(frozen=True)
+class Stall:
+    """The instance's collectives hang during [at_s, until_s) (a network glitch the transport
+    rides out): the iteration in flight ends ``until_s - at_s`` later, an idle instance starts
+    nothing before ``until_s``. ``redo``: the iteration in flight is then rolled back and
+    recomputed once more (xDeepServe stage 3, reference §E). Nothing is lost."""
+
+    at_s: float
+    role: str
+    instance: int
+    until_s: float
+    redo: bool = False
+
+    def check(self, sim) -> None:
+        _one(sim, self.role, self.instance)
+        float(self.until_s)
+
+    def apply(self, sim, t: float) -> None:
+        a = _one(sim, self.role, self.instance)
+        held = sim.stalled
+        if a.busy:
+            dur = a.t_end - a.t_start
+            a.t_end = max(a.t_end, t) + (self.until_s - t) + (dur if self.redo else 0.0)
+        else:
+            a.paused += 1
+            held.add(id(self))
+
+    def end(self, sim, t: float) -> None:
+        held = sim.stalled
+        if id(self) in held:
+            held.discard(id(self))
+            a = _one(sim, self.role, self.instance)
+            a.paused = max(0, a.paused - 1)
+
+
+@dataclass(frozen=True)
+class KvStall:
+    """P→D KV transfers into decode ``instance`` stall during [at_s, until_s) (an RDMA-plane
+    glitch): a transfer in flight at ``at_s`` resumes at ``until_s`` with what it had left; one
+    issued meanwhile starts at ``until_s``."""
+
+    at_s: float
+    instance: int
+    until_s: float
+    role: str = "decode"
+
+    def check(self, sim) -> None:
+        _one(sim, "decode", self.instance)
+        float(self.until_s)
+
+    def apply(self, sim, t: float) -> None:
+        d = _one(sim, "decode", self.instance)
+        d.kv_hold = max(d.kv_hold, self.until_s)
+        ids = _in_flight_kv(sim, d, t)
+        if len(ids):
+            sim.req.ready[ids] = self.until_s + (sim.req.ready[ids] - t)
+
+    def end(self, sim, t: float) -> None:
+        """Nothing to undo: ``kv_hold`` has passed."""
+
+
+@dataclass(frozen=True)
+class KvAbort:
+    """At ``at_s`` the transport gives up on the P→D KV transfers still in flight into decode
+    ``instance`` (the outage outlasted its retry window): their requests go back to prefill (one
+    retry each, ``retries_exhausted`` past the budget)."""
+
+    at_s: float
+    instance: int
+    role: str = "decode"
+
+    def check(self, sim) -> None:
+        _one(sim, "decode", self.instance)
+
+    def apply(self, sim, t: float) -> None:
+        d = _one(sim, "decode", self.instance)
+        ids = _in_flight_kv(sim, d, t)
+        was_down, d.down = d.down, True   # the retry prefers another decode instance
+        requeue(sim, ids, t)
+        d.down = was_down
+
+
+def _in_flight_kv(sim, d, t: float) -> np.ndarray:
+    """Requests whose KV transfer into decode ``d`` has not arrived at ``t`` (s)."""
+    pv = d.pend.view()[d.phead:]
+    req = sim.req
+    return pv[(req.status[pv] == DEC_PENDING) & (req.ready[pv] > t)].copy()
+
+
+@dataclass(frozen=True)
+class KvCorrupt:
+    """At ``at_s`` an uncorrectable HBM error corrupts the KV of the requests decoding on decode
+    ``ranks`` of ``instance`` (reference §E: CANN remaps around the bad region, "some KV and
+    individual requests may be lost, but service continues"): they fail ``kv_corrupted``; the
+    ranks keep serving."""
+
+    at_s: float
+    instance: int
+    ranks: tuple[int, ...]
+    role: str = "decode"
+
+    def check(self, sim) -> None:
+        d = _one(sim, "decode", self.instance)
+        r = np.asarray(self.ranks, dtype=np.int64)
+        if r.size and (r.min() < 0 or r.max() >= d.R):
+            raise XdsError(f"decode rank out of range 0..{d.R - 1}", where="events")
+
+    def apply(self, sim, t: float) -> None:
+        d = _one(sim, "decode", self.instance)
+        ids, _ = decode_lost(sim, d, np.asarray(self.ranks, dtype=np.int64), pending=False)
+        sim.req.fail(ids, R_KV_CORRUPT, t)
+
+
+Event = RanksDown | Pause | Slowdown | Rollback | SetCost | KvBandwidth | Stall | KvStall | KvAbort \
+    | KvCorrupt
+EVENT_TYPES = (RanksDown, Pause, Slowdown, Rollback, SetCost, KvBandwidth, Stall, KvStall, KvAbort,
+               KvCorrupt)
 Action = tuple[float, int, int, Callable[..., None]]   # (time s, event index, 0 start / 1 end, fn)
 
 

@@ -17,8 +17,8 @@ WAITING, PREFILL, DEC_PENDING, DECODING, COMPLETED, FAILED = 0, 1, 2, 3, 4, 5
 STATUS_NAMES = ("waiting", "prefill", "decode_pending", "decoding", "completed", "failed")
 # failure reasons (index 0 = none)
 REASONS = ("", "rank_lost", "instance_restart", "retries_exhausted", "unfinished", "kv_too_large",
-           "no_instance")
-R_NONE, R_RANK_LOST, R_RESTART, R_RETRIES, R_UNFINISHED, R_KV, R_NO_INSTANCE = range(7)
+           "no_instance", "kv_corrupted")
+R_NONE, R_RANK_LOST, R_RESTART, R_RETRIES, R_UNFINISHED, R_KV, R_NO_INSTANCE, R_KV_CORRUPT = range(8)
 
 
 @dataclass

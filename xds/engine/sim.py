@@ -51,6 +51,7 @@ class _Sim:
         self.req.fail_oversized(max(d.cap_kv for d in self.D))
         self.events = schedule(self, events)
         self.max_dt = 0.0                                        # longest step seen (s)
+        self.stalled: set[int] = set()                           # Stall events holding an idle actor
 
     def run(self) -> SimResult:
         req, N, acts, actors, series = self.req, self.req.N, self.events, self.actors, self.series

@@ -148,7 +148,23 @@ def _fault_markers(axes, records: list[dict[str, Any]]) -> None:
             if r.get("recovered_at_s") is not None:
                 ax.axvline(r["recovered_at_s"], color=colours[k], lw=1.2, ls="--",
                            label=None if k in seen else f"recovered: {k}")
+            if r.get("full_capacity_at_s") is not None and r["full_capacity_at_s"] > r["at_s"]:
+                ax.axvspan(r["at_s"], r["full_capacity_at_s"], color=colours[k], alpha=0.08)
             seen.add(k)
+    for r in records:
+        _blast_label(axes[0], r, colours[r["fault"]])
+
+
+def _blast_label(ax, rec: dict[str, Any], colour: str) -> None:
+    """A fault's blast radius written along its strike line: dies, requests affected, recomputed
+    tokens and capacity lost meanwhile (tok/s)."""
+    b = rec.get("blast_radius")
+    if not b:
+        return
+    ax.annotate(f"{rec['fault']}: {b['dies']} dies, {b['requests_affected']:,} req, "
+                f"{b['recomputed_tokens']:,} tok recomputed, -{b['capacity_lost_tok_s']:,.0f} tok/s",
+                (rec["at_s"], 1.0), xycoords=("data", "axes fraction"), fontsize=7,
+                rotation=90, va="top", ha="right", color=colour)
 
 
 def _finish(fig, axes, title: str, verdict: str) -> None:

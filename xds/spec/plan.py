@@ -144,6 +144,8 @@ class RecoverySpec(Strict):
     remap_s: float | None = Field(None, ge=0)
     expert_reload_s: float | None = Field(None, ge=0)
     uce_remap_s: float | None = Field(None, ge=0)
+    retry_window_s: float | None = Field(None, ge=0)
+    store_gb_s: float | None = Field(None, gt=0)
 
 
 class KvTransferSpec(Strict):

@@ -1,0 +1,207 @@
+"""Chaos physics (issue 18): fault durations, recovery costs from bytes and bandwidths, degraded
+fabric under lockstep, HBM UCE loss, blast radius, Monte Carlo statistics."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xds.chaos import FaultEvent, Scenario, ScenarioSpec, compile_events, recovery_params
+from xds.chaos.faults import expert_gb
+from xds.chaos.instances import load_s, restart_s, weights_gb
+from xds.engine import Pause, Stall, simulate
+from xds.pipeline import build_workload, run_chaos
+from xds.plan import place
+from xds.report import build_report
+from xds.report.chaos import availability_ci, t975, trials_stats
+from xds.spec.plan import load_plan
+
+from .conftest import PLANS
+
+PLAN = PLANS / "cloudmatrix-infer-pd.yaml"
+
+
+@lru_cache(maxsize=1)
+def _setup():
+    lp = load_plan(PLAN)
+    return place(lp), build_workload(lp, duration=90.0)
+
+
+def scen(*events: dict) -> Scenario:
+    return Scenario(ScenarioSpec(name="t", events=[FaultEvent(**e) for e in events]), "<test>")
+
+
+def compiled(policy: str, *events: dict):
+    placed, _ = _setup()
+    params = recovery_params(placed.spec.recovery, None, policy)
+    return compile_events(placed, scen(*events), params), params
+
+
+@lru_cache(maxsize=None)
+def run(policy: str, fault: str, target: str, duration: float | None = None) -> dict:
+    placed, w = _setup()
+    ev = {"at_s": 30.0, "fault": fault, "target": target}
+    if duration is not None:
+        ev["duration_s"] = duration
+    doc = run_chaos(placed, w, scen(ev), policy=policy)
+    assert doc["completed"] + doc["failed"] == doc["requests_total"]     # conservation
+    return doc
+
+
+# ------------------------------------------------------------------ exact costs
+
+
+def test_restart_time_is_bytes_over_bandwidth():
+    placed, _ = _setup()
+    (events, recs), params = compiled("restart", {"at_s": 30, "fault": "die_down", "target": "die:0"})
+    inst = placed.decode.instances[0]
+    w = weights_gb(inst)
+    expect = 10.0 + max(len(inst.dies) * w / (671.0 * 8 / 5.0), w / 147.0)
+    assert math.isclose(restart_s(inst, params), expect, rel_tol=1e-12)
+    assert math.isclose(recs[0]["recovered_at_s"], 30.0 + 10.0 + expect, rel_tol=1e-12)
+
+
+def test_restart_from_obs_is_slower_by_the_bandwidth_ratio():
+    placed, _ = _setup()
+    inst = placed.decode.instances[0]
+    base = {"warmup_s": 0.0, "reload_gb_s": 147.0, "restart_s": None}
+    ems = restart_s(inst, base | {"store_gb_s": 1073.6})
+    obs = restart_s(inst, base | {"store_gb_s": 2.5})
+    assert math.isclose(obs / ems, 1073.6 / 2.5, rel_tol=1e-9)   # both store-bound at 320 dies
+
+
+def test_expert_reload_is_bytes_over_bandwidth_and_node_costs_more_than_die():
+    placed, _ = _setup()
+    inst = placed.decode.instances[0]
+    e = expert_gb(placed.model, inst)
+    assert math.isclose(e, 44_040_192 * 59 / 1e9, rel_tol=1e-12)      # DeepSeek-R1 INT8 expert
+    (_, rn), params = compiled("fine-grained", {"at_s": 30, "fault": "node_down", "target": "node:3"})
+    (_, rd), _ = compiled("fine-grained", {"at_s": 30, "fault": "die_down", "target": "die:48"})
+    missing = rn[0]["experts_without_replica"]
+    assert math.isclose(rn[0]["reload_s"], load_s(missing * e, math.ceil(missing / 304) * e, params),
+                        rel_tol=1e-5)
+    assert rn[0]["dies"] == 16 and rd[0]["dies"] == 1
+    assert rn[0]["expert_slots_lost"] > rd[0]["expert_slots_lost"]
+    assert rn[0].get("reload_s", 0) >= rd[0].get("reload_s", 0)
+
+
+# ------------------------------------------------------------------ glitches
+
+
+def test_short_l2_glitch_stalls_but_does_not_restart_under_restart():
+    (events, recs), _ = compiled("restart", {"at_s": 30, "fault": "network_glitch", "target": "l2:0/0",
+                                             "duration_s": 1})
+    assert events and all(isinstance(e, Stall) and e.until_s == 31.0 for e in events)
+    assert recs[0]["recovered_at_s"] == 31.0 and "no restart" in recs[0]["action"]
+
+
+def test_glitch_past_detection_or_retry_window_escalates_and_says_so():
+    (ev_r, rec_r), _ = compiled("restart", {"at_s": 30, "fault": "network_glitch", "target": "l2:0/0",
+                                            "duration_s": 20})
+    assert any(isinstance(e, Pause) and e.on_inflight == "requeue" for e in ev_r)
+    assert rec_r[0]["action"].startswith("escalated")
+    (ev_f, rec_f), p = compiled("fine-grained", {"at_s": 30, "fault": "network_glitch",
+                                                 "target": "l2:0/0", "duration_s": 20})
+    assert all(isinstance(e, Stall) and e.redo for e in ev_f)           # within the retry window
+    (ev_l, rec_l), _ = compiled("fine-grained", {"at_s": 30, "fault": "network_glitch",
+                                                 "target": "l2:0/0", "duration_s": 45})
+    assert rec_l[0]["action"].startswith("escalated") and "retry window" in rec_l[0]["action"]
+    assert rec_l[0]["detected_at_s"] == 30 + p["retry_window_s"]
+    assert all(e.until_s >= 75.0 for e in ev_l if isinstance(e, Pause))  # not up before the fabric
+
+
+def test_longer_rdma_glitch_is_worse_and_ends_at_its_real_end():
+    docs = [run("fine-grained", "network_glitch", "rdma:fabric", d) for d in (2.0, 15.0, 45.0)]
+    ttft = [d["p99_ttft_ms"] for d in docs]
+    assert ttft[0] <= ttft[1] <= ttft[2] and ttft[2] > ttft[0]
+    assert [d["recovery"][0]["recovered_at_s"] for d in docs] == [32.0, 45.0, 75.0]
+    assert docs[2]["recomputed"]["requests"] > 0            # aborted past the retry window
+    assert docs[0]["recomputed"]["requests"] == 0 and docs[0]["failed"] == 0
+
+
+# ------------------------------------------------------------------ blast radius and fabric
+
+
+def test_node_loss_is_worse_than_die_loss():
+    node = run("fine-grained", "node_down", "node:3")
+    die = run("fine-grained", "die_down", "die:48")
+    bn, bd = node["recovery"][0]["blast_radius"], die["recovery"][0]["blast_radius"]
+    assert bn["dies"] > bd["dies"] and bn["expert_slots_lost"] > bd["expert_slots_lost"]
+    assert bn["recomputed_tokens"] > bd["recomputed_tokens"] > 0
+    assert node["recomputed"]["tokens"] > die["recomputed"]["tokens"]
+    assert node["failed"] == die["failed"] == 0                        # recomputed, none lost
+
+
+def test_degraded_port_raises_tpot_under_lockstep():
+    l1 = run("fine-grained", "switch_down", "l1:4/0")
+    rec = l1["recovery"][0]
+    assert rec["bandwidth_gb_s"]["decode:0"] == [196.0, 168.0]          # 6 of 7 UB ports
+    placed, w = _setup()
+    clean = build_report(simulate(placed, w), placed, workload=w)
+    assert l1["p99_tpot_ms"] > clean["p99_tpot_ms"]
+
+
+def test_hbm_uce_fine_grained_loses_the_rank_kv_others_recompute():
+    fg = run("fine-grained", "hbm_uce", "die:40", 20.0)
+    pd = run("pd-failover", "hbm_uce", "die:40", 20.0)
+    assert fg["failed_reasons"].get("kv_corrupted", 0) > 0
+    assert fg["recovery"][0]["kv_lost_rank"] == "decode:0/40"
+    assert pd["failed"] == 0 and pd["recomputed"]["requests"] > 0
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def test_availability_interval_is_student_t():
+    a = np.array([1.0, 0.9, 0.95, 0.85])
+    ci = availability_ci(a)
+    half = 3.182 * a.std(ddof=1) / 2.0
+    assert ci["mean"] == round(a.mean(), 4)
+    assert ci["ci95"] == [round(a.mean() - half, 4), round(min(a.mean() + half, 1.0), 4)]
+    assert availability_ci(np.array([0.5]))["ci95"] == [0.5, 0.5]
+    assert abs(t975(60) - 2.000) < 2e-3 and abs(t975(120) - 1.980) < 2e-3
+
+
+def test_failed_per_day_scales_by_hours():
+    s = trials_stats([(1.0, 4, 0), (0.9, 2, 1)], 0.99, hours=2.0)
+    assert s["failed_per_day"] == 3.0 * 12 and s["availability"]["trials"] == 2
+
+
+@lru_cache(maxsize=1)
+def _short():
+    """A 40 s workload for the property test (each example is one full chaos run)."""
+    return build_workload(load_plan(PLAN), duration=40.0)
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.sampled_from(["die_down", "node_down", "hbm_uce", "network_glitch",
+                                           "straggler", "link_degraded"]),
+                          st.floats(2, 35), st.floats(1, 50)), min_size=1, max_size=3),
+       st.sampled_from(["restart", "pd-failover", "fine-grained"]))
+def test_conservation_under_random_scenarios(faults, policy):
+    target = {"die_down": "die:7", "node_down": "node:1", "hbm_uce": "die:70",
+              "network_glitch": "rdma:fabric", "straggler": "die:200",
+              "link_degraded": "link:node:2-l2:0/5"}
+    events, seen = [], set()
+    for kind, at, dur in faults:
+        if kind in seen:
+            continue
+        seen.add(kind)
+        ev = {"at_s": at, "fault": kind, "target": target[kind]}
+        if kind in ("hbm_uce", "network_glitch", "straggler", "link_degraded"):
+            ev["duration_s"] = dur
+        if kind == "straggler":
+            ev["factor"] = 1.5
+        if kind == "link_degraded":
+            ev["factor"] = 0.5
+        events.append(ev)
+    placed, w = _setup()[0], _short()
+    doc = run_chaos(placed, w, scen(*events), policy=policy)
+    assert doc["completed"] + doc["failed"] == doc["requests_total"] == len(w)
+    for rec in doc["recovery"]:
+        b = rec["blast_radius"]
+        assert b["time_to_detect_s"] >= 0 and b["capacity_lost_tok_s"] >= 0
