@@ -13,12 +13,13 @@ from . import (
     model_cmd,
     plan_cmd,
     simulate_cmd,
+    size_cmd,
     sweep_cmd,
     topo_cmd,
 )
 
 MODULES = [topo_cmd, model_cmd, estimate_cmd, calibrate_cmd, experts_cmd, plan_cmd, simulate_cmd,
-           chaos_cmd, gate_cmd, sweep_cmd]
+           chaos_cmd, gate_cmd, sweep_cmd, size_cmd]
 
 
 def register(app: typer.Typer) -> None:

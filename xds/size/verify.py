@@ -1,0 +1,131 @@
+"""Verification by simulation for ``xds size``: a deployment (prefill, decode instance counts of one
+pod) becomes a plan in memory, the executor (:class:`xds.parallel.Executor`) simulates it on the
+sized-for workload, and a bisection finds the smallest counts whose SLO attainment meets the target.
+
+Assumes attainment does not fall when a pool gains an instance (more capacity, same routing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..chaos import Scenario
+from ..errors import XdsError
+from ..parallel import Executor
+from ..pipeline import run_chaos, simulate_plan
+from ..plan import place
+from ..spec.plan import LoadedPlan, PlanSpec
+from ..spec.scenario import ScenarioSpec
+from ..spec.yamlio import validate
+from .load import build
+
+GROW = 1.5          # upper-bound search: multiply both pools by this until the SLO is met
+MAX_GROW_ROUNDS = 8
+
+
+def with_counts(plan: dict[str, Any], n_p: int, n_d: int) -> dict[str, Any]:
+    """``plan`` (a plan mapping) with ``n_p`` prefill and ``n_d`` decode instances."""
+    pools = [{**p, "instances": n_p if p["role"] == "prefill" else n_d} for p in plan["pools"]]
+    return {**plan, "pools": pools}
+
+
+def loaded(plan: dict[str, Any]) -> LoadedPlan:
+    """A plan mapping validated in memory (paths inside it are absolute)."""
+    return LoadedPlan(validate(PlanSpec, plan, file="xds size plan"), "xds-size-plan.yaml")
+
+
+def summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a simulate/chaos document the candidates table shows."""
+    dec = doc.get("pools", {}).get("decode", {})
+    return {"passed": bool(doc["passed"]), "slo_attainment": doc["slo_attainment"],
+            "p99_ttft_ms": doc["p99_ttft_ms"], "p99_tpot_ms": doc["p99_tpot_ms"],
+            "mean_ttft_ms": doc["mean_ttft_ms"], "mean_tpot_ms": doc["mean_tpot_ms"],
+            "output_throughput": doc["output_throughput"], "request_throughput": doc["request_throughput"],
+            "failed": doc["failed"], "chips": doc["chips"],
+            "mean_batch_per_rank": dec.get("mean_batch_per_rank")}
+
+
+def sim_cell(cell: tuple) -> dict[str, Any]:
+    """One verification run (an executor cell): ``(plan mapping, seed)`` -> :func:`summary`."""
+    plan, seed = cell
+    try:
+        doc, _ = simulate_plan(loaded(plan), seed=seed, timeline=False)
+    except XdsError as exc:             # e.g. the counts do not fit the pod
+        return {"passed": False, "error": exc.message}
+    return summary(doc)
+
+
+def fault_cell(cell: tuple) -> dict[str, Any]:
+    """One fault replay (an executor cell): ``(plan mapping, fault, target, at_s, seed)``."""
+    plan, fault, target, at_s, seed = cell
+    lp = loaded(plan)
+    placed = place(lp)
+    w = build(plan["workload"], seed)
+    sc = Scenario(ScenarioSpec(name=f"{fault} {target}", events=[{"at_s": at_s, "fault": fault,
+                                                                   "target": target}]),
+                  f"xds size: {fault} {target}")
+    doc = run_chaos(placed, w, sc, seed=seed)
+    return {"fault": fault, "target": target, "at_s": at_s, **summary(doc)}
+
+
+class Verifier:
+    """Simulates (prefill, decode) counts of one plan mapping on the executor, remembering every
+    result (the candidates table)."""
+
+    def __init__(self, plan: dict[str, Any], executor: Executor, seed: int,
+                 fits: Callable[[int, int], bool], progress: Callable[[str], None] | None = None):
+        self.plan, self.ex, self.seed, self.fits = plan, executor, seed, fits
+        self.results: dict[tuple[int, int], dict[str, Any]] = {}
+        self.progress = progress
+
+    def run(self, points: list[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+        """Simulate the points not yet simulated (in parallel); points that do not fit the pod
+        fail without a run."""
+        todo = [p for p in dict.fromkeys(points) if p not in self.results]
+        for p in [p for p in todo if not self.fits(*p)]:
+            self.results[p] = {"passed": False, "error": "does not fit the pod"}
+        todo = [p for p in todo if self.fits(*p)]
+        cells = [(with_counts(self.plan, p[0], p[1]), self.seed) for p in todo]
+        for out in self.ex.map(sim_cell, cells):
+            res = out.value if out.error is None else {"passed": False, "error": out.error}
+            self.results[todo[out.index]] = res
+        if self.progress and todo:
+            self.progress(f"simulated {len(todo)} deployment(s): " + ", ".join(
+                f"{p[0]}P+{p[1]}D {'ok' if self.results[p]['passed'] else 'miss'}" for p in todo))
+        return {p: self.results[p] for p in points}
+
+    def ok(self, p: tuple[int, int]) -> bool:
+        return bool(self.run([p])[p]["passed"])
+
+    def upper(self, n_p: int, n_d: int) -> tuple[int, int] | None:
+        """A passing point at or above (n_p, n_d), growing both pools by GROW; None when none fits."""
+        for _ in range(MAX_GROW_ROUNDS):
+            if not self.fits(n_p, n_d):
+                return None
+            if self.ok((n_p, n_d)):
+                return n_p, n_d
+            n_p, n_d = max(n_p + 1, round(n_p * GROW)), max(n_d + 1, round(n_d * GROW))
+        return None
+
+    def minimise(self, hi: int, point: Callable[[int], tuple[int, int]]) -> int:
+        """Smallest n in [1, hi] whose ``point(n)`` passes, given ``point(hi)`` passes: gallop down
+        (hi-1, hi-2, hi-4, ... simulated together) to a failing n, then bisect."""
+        width = max(1, getattr(self.ex, "workers", None) or 2)
+        steps = [1 << k for k in range(width)]
+        cands = [hi - s for s in steps if hi - s >= 1]
+        res = self.run([point(n) for n in cands])
+        lo = 0
+        for n in cands:                                   # descending
+            if res[point(n)]["passed"]:
+                hi = n
+            else:
+                lo = n
+                break
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.ok(point(mid)):
+                hi = mid
+            else:
+                lo = mid
+        return hi
