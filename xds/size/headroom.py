@@ -16,36 +16,53 @@ from typing import Any, Callable
 from ..parallel import Executor
 from ..plan import place
 from .compose import Shape
-from .verify import fault_cell, loaded, with_counts
+from .verify import fault_cell, loaded, sim_cell, with_counts
 
 FAULT_OF = {"die": "die_down", "node": "node_down"}
 MAX_ADDS = 6
 
 
-def _targets(plan: dict[str, Any], survive: str) -> list[tuple[str, str]]:
-    """(pool role, element name) of the fault of class ``survive`` on each pool's first instance."""
+def _targets(plan: dict[str, Any], survive: str) -> list[tuple[str, str, bool]]:
+    """(pool role, element name, whole instance?) of the fault of class ``survive`` on each pool's
+    first instance; ``whole`` when the element holds every die of that instance."""
     placed = place(loaded(plan))
     topo = placed.topology
     out = []
     for pool in (placed.prefill, placed.decode):
         if pool is None:
             continue
-        die = int(pool.instances[0].dies[0])
-        out.append((pool.role, f"die:{die}" if survive == "die" else f"node:{int(topo.die_node[die])}"))
+        dies = pool.instances[0].dies
+        die = int(dies[0])
+        el = f"die:{die}" if survive == "die" else f"node:{int(topo.die_node[die])}"
+        out.append((pool.role, el, bool(set(map(int, dies)) <= set(map(int, topo.dies_in(el))))))
     return out
 
 
 def replay_faults(plan: dict[str, Any], n_p: int, n_d: int, survive: str, at_s: float, seed: int,
                   executor: Executor) -> list[dict[str, Any]]:
-    """Replay the class's fault on each pool of the (n_p, n_d) deployment; one result per pool."""
+    """Replay the class's fault on each pool of the (n_p, n_d) deployment; one result per pool.
+    A fault that takes a whole instance (a one-node instance losing its node) is replayed as the
+    deployment without that instance for the whole run (N−1, no recovery: conservative)."""
     p = with_counts(plan, n_p, n_d)
     tg = _targets(p, survive)
-    cells = [(p, FAULT_OF[survive], t, at_s, seed) for _, t in tg]
-    res: list[dict[str, Any]] = [{}] * len(cells)
-    for out in executor.map(fault_cell, cells):
-        res[out.index] = out.value if out.error is None else {"passed": False, "error": out.error}
-    for (role, _), r in zip(tg, res):
-        r["pool"] = role
+    cells, fns = [], []
+    for role, t, whole in tg:
+        if whole:
+            fewer = (n_p - 1, n_d) if role == "prefill" else (n_p, n_d - 1)
+            cells.append((with_counts(plan, *fewer), seed) if min(fewer) >= 1 else None)
+            fns.append("n-1")
+        else:
+            cells.append((p, FAULT_OF[survive], t, at_s, seed))
+            fns.append("replay")
+    res: list[dict[str, Any]] = [{"passed": False, "error": "the pool's only instance is lost"}
+                                 if c is None else {} for c in cells]
+    for kind, fn in (("replay", fault_cell), ("n-1", sim_cell)):
+        idx = [i for i, f in enumerate(fns) if f == kind and cells[i] is not None]
+        for out in executor.map(fn, [cells[i] for i in idx]):
+            res[idx[out.index]] = out.value if out.error is None else {"passed": False, "error": out.error}
+    for (role, t, whole), r in zip(tg, res):
+        r.update(pool=role, fault=FAULT_OF[survive], target=t,
+                 method="instance lost for the whole run" if whole else f"replayed at {at_s:g} s")
     return res
 
 
