@@ -111,6 +111,9 @@ def size(*, model: str, hardware: str | None = None, cluster: str | None = None,
         dur = float(plan["workload"]["duration_s"])
         head = headroom(plan, n_p, n_d, survive, dur / 3.0, seed, ex, shape, progress)
     doc = document(ctx, lay, analytic, ver, plan, pods, n_p, n_d, head, survive, chip_hour_cost)
+    if topo.n_pods > 1 and doc["pods"] > topo.n_pods:      # the cluster file names the fleet on hand
+        doc["passed"] = False
+        doc["reason"] = f"needs {doc['pods']} pods; cluster {topo.name} has {topo.n_pods}"
     doc["candidates_table"] = _table(ver, pods)
     if out:
         hp = head["instances"] if head else {"prefill": n_p, "decode": n_d}
