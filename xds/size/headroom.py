@@ -78,7 +78,8 @@ def headroom(plan: dict[str, Any], n_p: int, n_d: int, survive: str, at_s: float
         res = replay_faults(plan, n_p, n_d, survive, at_s, seed, executor)
         for r in res:
             replays.append({**r, "instances": {"prefill": n_p, "decode": n_d}})
-        worst = min(res, key=lambda r: (r.get("passed", False), r.get("slo_attainment") or 0.0))
+        worst = min(res, key=lambda r: (r.get("passed", False),
+                                        r.get("attainment_after_recovery", r.get("slo_attainment")) or 0.0))
         if progress:
             progress(f"{survive} fault on {n_p}P+{n_d}D: worst {worst.get('target')} "
                      f"attainment {worst.get('slo_attainment')}")

@@ -84,9 +84,10 @@ def _headroom_doc(head: dict | None, survive: str, pods: int) -> dict[str, Any]:
                 "method": f"{pods} + 1 pods: each survivor carries 1/{pods} of the rate, as verified"}
     return {"survive": survive, "passed": head["passed"], "added": head["added"],
             "worst_fault": {k: head["worst"].get(k) for k in ("fault", "target", "pool", "method", "slo_attainment",
-                                                           "p99_ttft_ms", "p99_tpot_ms", "passed")},
+                                                           "attainment_after_recovery", "recovered_at_s",
+                                                           "transient_windows_violated", "p99_ttft_ms", "p99_tpot_ms", "passed")},
             "replays": [{k: r.get(k) for k in ("fault", "target", "pool", "method", "instances", "slo_attainment",
-                                                "p99_ttft_ms", "p99_tpot_ms", "failed", "passed", "error")}
+                                                "attainment_after_recovery", "transient_windows_violated", "p99_ttft_ms", "p99_tpot_ms", "failed", "passed", "error")}
                         for r in head["replays"]]}
 
 

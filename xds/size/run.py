@@ -32,7 +32,7 @@ from .verify import Verifier
 
 SURVIVE = ("none", "die", "node", "pod")
 POLICIES = ("restart", "pd-failover", "fine-grained")
-MAX_POD_RETRIES = 4
+MAX_POD_RETRIES = 6
 
 
 def _check(survive: str, policy: str, tpot_ms: float, ttft_ms: float, percentile: float, window_s: float,
@@ -100,7 +100,8 @@ def size(*, model: str, hardware: str | None = None, cluster: str | None = None,
         found = _bisect(ver, n_p, n_d)
         if found is not None:
             break
-        pods, n_p, n_d = compose(sw.rate_rps, shape, dec_rps, pre_rps, min_pods=pods + 1)
+        pods, n_p, n_d = compose(sw.rate_rps, shape, dec_rps, pre_rps,
+                                  min_pods=max(pods + 1, math.ceil(pods * 1.25)))
     if found is None:
         return {**ctx, "passed": False, "analytic": analytic, "candidates": _table(ver, pods),
                 "reason": "no instance counts meet the SLO in the simulation",
