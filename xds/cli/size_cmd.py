@@ -41,7 +41,8 @@ def _render(doc: dict[str, Any]) -> None:
         wf = h.get("worst_fault") or {}
         c.print(f"headroom ({h['survive']}): {'MET' if h['passed'] else 'NOT MET'}; added {extra}"
                 + (f"; worst fault {wf.get('fault')} {wf.get('target')} ({wf.get('pool')}): attainment "
-                   f"{wf.get('slo_attainment')}" if wf else ""))
+                   f"{wf.get('attainment_after_recovery', wf.get('slo_attainment'))} after recovery, "
+                   f"{wf.get('transient_windows_violated')} window(s) lost to the transient" if wf else ""))
     if doc.get("cost"):
         k = doc["cost"]
         c.print(f"cost: ${k['usd_per_hour']:,.0f}/h, ${k['usd_per_million_output_tokens']:.3f} per M output tokens; "

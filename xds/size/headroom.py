@@ -82,7 +82,7 @@ def headroom(plan: dict[str, Any], n_p: int, n_d: int, survive: str, at_s: float
                                         r.get("attainment_after_recovery", r.get("slo_attainment")) or 0.0))
         if progress:
             progress(f"{survive} fault on {n_p}P+{n_d}D: worst {worst.get('target')} "
-                     f"attainment {worst.get('slo_attainment')}")
+                     f"attainment after recovery {worst.get('attainment_after_recovery', worst.get('slo_attainment'))}")
         if worst.get("passed"):
             return {"passed": True, "instances": {"prefill": n_p, "decode": n_d},
                     "added": {"prefill": n_p - p0, "decode": n_d - d0}, "worst": worst, "replays": replays}
