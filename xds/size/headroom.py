@@ -61,6 +61,8 @@ def replay_faults(plan: dict[str, Any], n_p: int, n_d: int, survive: str, at_s: 
         for out in executor.map(fn, [cells[i] for i in idx]):
             res[idx[out.index]] = out.value if out.error is None else {"passed": False, "error": out.error}
     for (role, t, whole), r in zip(tg, res):
+        if whole:       # N-1 for the whole run: no recovery transient, every window judged
+            r.update(attainment_after_recovery=r.get("slo_attainment"), transient_windows_violated=0)
         r.update(pool=role, fault=FAULT_OF[survive], target=t,
                  method="instance lost for the whole run" if whole else f"replayed at {at_s:g} s")
     return res
@@ -74,6 +76,7 @@ def headroom(plan: dict[str, Any], n_p: int, n_d: int, survive: str, at_s: float
     enough instances within ``MAX_ADDS`` additions)."""
     p0, d0 = n_p, n_d
     replays: list[dict[str, Any]] = []
+    last: tuple[str, float] | None = None
     for _ in range(MAX_ADDS + 1):
         res = replay_faults(plan, n_p, n_d, survive, at_s, seed, executor)
         for r in res:
@@ -86,7 +89,14 @@ def headroom(plan: dict[str, Any], n_p: int, n_d: int, survive: str, at_s: float
         if worst.get("passed"):
             return {"passed": True, "instances": {"prefill": n_p, "decode": n_d},
                     "added": {"prefill": n_p - p0, "decode": n_d - d0}, "worst": worst, "replays": replays}
-        np_, nd_ = (n_p + 1, n_d) if worst["pool"] == "prefill" else (n_p, n_d + 1)
+        score = worst.get("attainment_after_recovery", worst.get("slo_attainment")) or 0.0
+        # add to the pool the fault hit; when that did not help last time, to the other pool (a
+        # recovery that recomputes requests loads prefill even when the fault hit decode)
+        role = worst["pool"]
+        if last is not None and score <= last[1]:
+            role = "decode" if last[0] == "prefill" else "prefill"
+        last = (role, score)
+        np_, nd_ = (n_p + 1, n_d) if role == "prefill" else (n_p, n_d + 1)
         if not shape.fits(np_, nd_):
             break
         n_p, n_d = np_, nd_
