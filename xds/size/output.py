@@ -66,6 +66,7 @@ def document(ctx: dict, lay: dict, analytic: dict, ver: Verifier, plan: dict, po
                           "output_throughput_per_chip": round(dec["output_throughput_per_chip"], 1),
                           "ttft_full_batch_ms": round(pre["ttft_full_batch_ms"], 1),
                           "error_band": None},
+            "sized_without_headroom": {"prefill": n_p, "decode": n_d},
             "simulated": {**sim, "output_throughput_fleet": round(tok_s, 1),
                           "output_throughput_per_chip": round(float(sim["output_throughput"]) / sim["chips"], 1)},
             "simulation_scope": (f"one pod simulated at 1/{pods} of the rate; fleet totals are that pod x {pods}"
