@@ -24,7 +24,7 @@ LAYERS = [
     {"report"},
     {"parallel"},
     {"pipeline"},
-    {"gate", "sweep"},
+    {"gate", "sweep", "size"},
     {"cli"},
     {"__main__"},                         # `python -m xds`: runs the CLI
 ]

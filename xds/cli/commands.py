@@ -13,13 +13,14 @@ from . import (
     model_cmd,
     plan_cmd,
     simulate_cmd,
+    size_cmd,
     sweep_cmd,
     topo_cmd,
     validate_cmd,
 )
 
 MODULES = [topo_cmd, model_cmd, estimate_cmd, calibrate_cmd, validate_cmd, experts_cmd, plan_cmd,
-           simulate_cmd, chaos_cmd, gate_cmd, sweep_cmd]
+           simulate_cmd, chaos_cmd, gate_cmd, sweep_cmd, size_cmd]
 
 
 def register(app: typer.Typer) -> None:

@@ -88,7 +88,10 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(doc)
         else:
-            _render(f"xds topo: {doc['cluster']}", doc)
+            fleet = doc.pop("fleet", None)
+            _render(f"xds topo: {doc['cluster']}" + (" (one pod)" if fleet else ""), doc)
+            if fleet:
+                _render(f"fleet: {fleet['pods']} pods of {doc['cluster']}", fleet)
 
     @topo.command(
         "path",

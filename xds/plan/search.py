@@ -1,7 +1,8 @@
 """``xds plan --search``: price every candidate layout (:mod:`.candidates`) and return the Pareto front
 of decode tokens/s/chip vs TPOT, the best layout that meets the SLO, a matching prefill pool (PD
-split: sized so it feeds the best decode instance at the workload's lengths), and that layout as a
-plan file ``xds plan`` accepts (:mod:`.write`).
+split: both pools sized to each other by :mod:`.balance` for the workload's length distribution, so
+the decode pool runs near the batch it was priced at), and that layout as a plan file ``xds plan``
+accepts (:mod:`.write`; on a trace, the plan replays that trace at the balanced rate).
 
 Units: ms for times, tokens/s per chip for throughput, req/s for rates.
 """
@@ -20,25 +21,29 @@ import numpy as np
 from ..cost import Fabric, default_cluster, fabric_for
 from ..errors import XdsError
 from ..experts.imbalance import DEFAULT_HOT
+from ..spec.fileio import check_output_path
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model
 from ..spec.plan import load_plan
 from ..topology import build_topology
-from ..workload import read_trace
+from ..workload import plan_workload, read_trace
+from .balance import DECODE_FILL, LengthStats, best_prefill, decode_rate_at, pool_counts
 from .candidates import (
     BATCH_GRID,
     decode_groups,
     prefill_candidates,
     price_decode_group,
 )
-from .inputs import DEFAULT_LENGTHS, chip_mismatch, workload_lengths
+from .inputs import DEFAULT_LENGTHS, chip_mismatch, spec_ref
 from .write import write_plan
 
 
 @dataclass(frozen=True)
 class _Query:
-    """What one search prices against: specs, the workload's mean input/output lengths (tokens), the
-    SLO (ms) and the plan's hottest-expert ratio (None: the default)."""
+    """What one search prices against: specs, the workload's mean input/output lengths (tokens) and
+    length statistics (:class:`~.balance.LengthStats`), the SLO (ms), the plan's hottest-expert ratio
+    (None: the default), the model as the user named it (built-in name or path) and the trace (if
+    any) the lengths came from."""
 
     model: ModelSpec
     hw: HardwareSpec
@@ -49,6 +54,9 @@ class _Query:
     tpot_ms: float
     ttft_ms: float
     hot: float | None
+    lengths: LengthStats
+    model_ref: str
+    trace: str | None = None
 
 
 def run_search(plan: str | None = None, *, model: str | None = None, hardware: str | None = None,
@@ -59,6 +67,7 @@ def run_search(plan: str | None = None, *, model: str | None = None, hardware: s
     ``candidates_per_s``, ``pareto``, ``best``, ``prefill``, ``plan_file``). Flags override a plan
     file's model / hardware / cluster / SLO / workload lengths."""
     t0 = time.perf_counter()
+    check_output_path(out, "--out")
     q = _query(plan, model, hardware, cluster, input_len, output_len, trace, tpot_ms, ttft_ms)
     m, hw, topo = q.model, q.hw, q.topo
     hot_v = _hot(q.hot)
@@ -80,65 +89,133 @@ def run_search(plan: str | None = None, *, model: str | None = None, hardware: s
         front_rows = [front_rows[i] for i in keep]
     doc: dict[str, Any] = {
         "model": m.name, "hardware": hw.name, "cluster": topo.name, "input_len": q.input_len,
-        "output_len": q.output_len, "slo": {"tpot_ms": q.tpot_ms, "ttft_ms": q.ttft_ms},
+        "output_len": q.output_len, "lengths": q.lengths.to_json(), "slo": {"tpot_ms": q.tpot_ms, "ttft_ms": q.ttft_ms},
         "candidates": n_cand, "feasible": len(rows) + len(pre), "seconds": round(seconds, 4),
         "candidates_per_s": round(n_cand / seconds, 1) if seconds > 0 else None,
         "pareto": front_rows, "best": _public(best, q.tpot_ms) if best else None, "prefill": None,
         "plan_file": None,
     }
     if best is not None:
-        doc["prefill"] = _pd_split(q, best, pre)
+        doc["prefill"] = _pd_split(q, fab, hot_v, best, pre)
         if out:
-            doc["plan_file"] = write_plan(out, doc, best, m.name, hw.name, topo.name, q.input_len,
-                                          q.output_len, q.hot)
+            doc["plan_file"] = write_plan(out, doc, best, q.model_ref, hw.name, topo.name, q.lengths,
+                                          q.hot, q.trace)
     doc["seconds_total"] = round(time.perf_counter() - t0, 4)
     return doc
+
+
+def size_query(*, model: str, hardware: str | None, cluster: str | None, lengths: LengthStats,
+               tpot_ms: float, ttft_ms: float, nodes: int | None = None) -> _Query:
+    """A search query for ``xds size``: the workload's length statistics given directly."""
+    m = load_model(model)
+    hw = load_hardware(hardware or "ascend-910c")
+    cluster = cluster or default_cluster(hw)
+    topo = build_topology(cluster, nodes)
+    why = chip_mismatch(hw, topo)
+    if why:
+        raise XdsError(why, file="--hardware")
+    return _Query(m, hw, topo, cluster, lengths.input_mean, lengths.output_mean, float(tpot_ms),
+                  float(ttft_ms), None, lengths, model)
+
+
+def best_layouts(q: _Query) -> dict[str, Any] | None:
+    """The layouts ``xds size`` sizes with: the best decode row meeting TPOT (``decode``, with its
+    requests/s per instance at the target fill, ``decode_rps``), the prefill candidate with the most
+    req/s per chip within TTFT (``prefill``, with ``rate_rps``), and ``candidates`` priced; None when
+    no decode layout meets TPOT or no prefill candidate meets TTFT."""
+    hot_v = _hot(q.hot)
+
+    @lru_cache(maxsize=None)
+    def fab(ep: int) -> Fabric:
+        return fabric_for(q.cluster, q.hw, ep)
+
+    rows, thr, tp, n_cand = _price_decode(q, fab, hot_v)
+    pre = prefill_candidates(q.model, q.hw, q.topo, fab, q.input_len, hot_v, q.topo.n_nodes)
+    ok = np.flatnonzero(tp <= q.tpot_ms)
+    p = best_prefill(pre, q.lengths, q.ttft_ms)
+    if not ok.size or p is None:
+        return None
+    best = rows[int(ok[np.argmax(thr[ok])])]
+    lay = best["layout"]
+    r = price_decode_group(q.model, q.hw, fab(lay.ep), lay, best["chips"], q.lengths.decode_input,
+                           q.lengths.decode_output, hot_v)
+    rps = decode_rate_at(r["batch"], r["thr"], best["chips"], q.output_len, DECODE_FILL * best["batch_per_rank"])
+    return {"decode": best, "decode_public": _public(best, q.tpot_ms), "decode_rps": rps, "prefill": p,
+            "candidates": n_cand + len(pre), "topology": q.topo}
 
 
 def _query(plan: str | None, model: str | None, hardware: str | None, cluster: str | None,
            input_len: int | None, output_len: int | None, trace: str | None, tpot_ms: float | None,
            ttft_ms: float | None) -> _Query:
-    """Resolve flags over the plan file (if any) over the defaults, and check them."""
+    """Resolve flags over the plan file (if any) over the defaults, and check them. Lengths given
+    as flags are fixed; otherwise the trace's (or the plan workload's) distribution is used."""
     hot = None
     nodes_cap = None
+    pct = 99.0
+    arrays = None
+    for flag, v in (("--input-len", input_len), ("--output-len", output_len)):
+        if v is not None and not v > 0:
+            raise XdsError(f"must be a whole number > 0 (got {v})", file=flag)
     if plan is not None:
         lp = load_plan(plan)
         s = lp.spec
-        model = model or s.model
-        hardware = hardware or s.hardware
-        cluster = cluster or s.cluster
+        model = model or spec_ref(lp, s.model)
+        hardware = hardware or spec_ref(lp, s.hardware)
+        cluster = cluster or spec_ref(lp, s.cluster)
         tpot_ms = tpot_ms if tpot_ms is not None else s.slo.tpot_ms
         ttft_ms = ttft_ms if ttft_ms is not None else s.slo.ttft_ms
         hot = s.balancing.hot_ratio
         nodes_cap = s.nodes
-        if trace is None and (input_len is None or output_len is None):
-            lens = workload_lengths(lp)
-            input_len = input_len or lens["input_len"]
-            output_len = output_len or lens["output_len"]
+        pct = s.slo.percentile
+        if trace is None and s.workload is not None:
+            try:
+                w = plan_workload(lp, seed=0)
+            except XdsError as exc:
+                raise exc.at(file=lp.path, where="workload") from None
+            arrays = (w.input_len, w.output_len, w.summary()["rate_rps"] or None)
     if trace is not None:
-        w = read_trace(trace).summary()
-        input_len = input_len or w["input"]["mean"]
-        output_len = output_len or w["output"]["mean"]
-    model = model or "deepseek-r1"
+        w = _read_lengths(trace)
+        arrays = (w.input_len, w.output_len, w.summary()["rate_rps"] or None)
+    model_ref = model or "deepseek-r1"
     hardware = hardware or "ascend-910c"
-    I = float(input_len if input_len is not None else DEFAULT_LENGTHS[0])
-    O = float(output_len if output_len is not None else DEFAULT_LENGTHS[1])
     tpot_ms = float(tpot_ms if tpot_ms is not None else 50.0)
     ttft_ms = float(ttft_ms if ttft_ms is not None else 2000.0)
-    for flag, v in (("--input-len", I), ("--output-len", O), ("--tpot-ms", tpot_ms), ("--ttft-ms", ttft_ms)):
+    for flag, v in (("--tpot-ms", tpot_ms), ("--ttft-ms", ttft_ms)):
         if not (v > 0) or not math.isfinite(v):
             raise XdsError(f"must be a positive number (got {v:g})", file=flag)
-    m = load_model(model)
+    if arrays is not None and input_len is None and output_len is None:
+        lengths = LengthStats.of(arrays[0], arrays[1], percentile=pct, rate_rps=arrays[2])
+    else:
+        I = float(input_len if input_len is not None else
+                  arrays[0].mean() if arrays is not None else DEFAULT_LENGTHS[0])
+        O = float(output_len if output_len is not None else
+                  arrays[1].mean() if arrays is not None else DEFAULT_LENGTHS[1])
+        lengths = LengthStats.fixed(I, O, percentile=pct)
+        trace = None                   # flags fixed the lengths: the plan gets a fixed workload
+    m = load_model(model_ref)
     hw = load_hardware(hardware)
     cluster = cluster or default_cluster(hw)
     topo = build_topology(cluster, nodes_cap)
     why = chip_mismatch(hw, topo)
     if why:
         raise XdsError(why, file="--hardware")
+    I, O = lengths.input_mean, lengths.output_mean
     if I + O > m.max_context:
         raise XdsError(f"input + output = {I + O:g} tokens exceeds {m.name}'s context of {m.max_context}",
                        file="--input-len")
-    return _Query(m, hw, topo, cluster, I, O, tpot_ms, ttft_ms, hot)
+    return _Query(m, hw, topo, cluster, I, O, tpot_ms, ttft_ms, hot, lengths, model_ref,
+                  trace if plan is None or trace is not None else None)
+
+
+def _read_lengths(trace: str) -> Any:
+    """A trace's requests (a length-only trace gets a placeholder 1 req/s arrival process: only its
+    lengths are used, and the plan then runs it at the balanced rate)."""
+    try:
+        return read_trace(trace)
+    except XdsError as exc:
+        if "length-only" not in exc.message:
+            raise exc.at(file="--trace") from None
+        return read_trace(trace, rate_rps=1.0)
 
 
 def _hot(h: float | None) -> float:
@@ -155,7 +232,8 @@ def _price_decode(q: _Query, fab: Callable[[int], Fabric],
     n_cand = 0
     for label, chips, lay in decode_groups(q.model, q.hw, q.topo, q.topo.n_nodes):
         n_cand += len(BATCH_GRID)
-        r = price_decode_group(q.model, q.hw, fab(lay.ep), lay, chips, q.input_len, q.output_len, hot)
+        r = price_decode_group(q.model, q.hw, fab(lay.ep), lay, chips, q.lengths.decode_input,
+                               q.lengths.decode_output, hot)
         if r is None:
             continue
         for j in range(len(r["batch"])):
@@ -189,25 +267,31 @@ def _public(r: dict, tpot_ms: float) -> dict[str, Any]:
     return d
 
 
-def _pd_split(q: _Query, best: dict, pre: list[dict]) -> dict[str, Any] | None:
-    """PD split: prefill instances that feed the best decode instance at these lengths, chosen as the
-    prefill candidate with the highest input tokens/s/chip whose full batch meets TTFT; None when no
-    candidate meets it or no node is left for one instance."""
-    I, O, topo = q.input_len, q.output_len, q.topo
-    okp = [p for p in pre if p["ttft_full_batch_ms"] <= q.ttft_ms]
-    if not okp:
+def _pd_split(q: _Query, fab: Callable[[int], Fabric], hot: float, best: dict,
+              pre: list[dict]) -> dict[str, Any] | None:
+    """Balanced PD split (:mod:`.balance`): the rate that fills the best decode instance to
+    ``DECODE_FILL`` of its priced batch, and the prefill instances (of the candidate with the most
+    req/s per chip within the TTFT target at the workload's percentile prompt) that rate needs. None
+    when no candidate meets TTFT or no node is left for one instance."""
+    topo, lay = q.topo, best["layout"]
+    p = best_prefill(pre, q.lengths, q.ttft_ms)
+    if p is None:
         return None
-    p = max(okp, key=lambda c: c["input_throughput_per_chip"])
-    req_rate = best["output_throughput_per_chip"] * best["chips"] / O
-    need_chips = req_rate * I / p["input_throughput_per_chip"]
-    inst = max(1, math.ceil(need_chips / p["chips"]))
-    free_nodes = topo.n_nodes - best["layout"].dies // topo.dies_per_node
-    inst = min(inst, free_nodes // p["nodes"]) if free_nodes >= p["nodes"] else 0
+    r = price_decode_group(q.model, q.hw, fab(lay.ep), lay, best["chips"], q.lengths.decode_input,
+                           q.lengths.decode_output, hot)
+    fill_batch = DECODE_FILL * best["batch_per_rank"]
+    dec_rate = decode_rate_at(r["batch"], r["thr"], best["chips"], q.output_len, fill_batch)
+    inst, _ = pool_counts(dec_rate, dec_rate, p["rate_rps"])
+    free_nodes = topo.n_nodes - lay.dies // topo.dies_per_node
+    cap = free_nodes // p["nodes"]
+    capped = inst > cap
+    inst = min(inst, cap)
     if not inst:
         return None
+    system = min(dec_rate, inst * p["rate_rps"])
     return {**{k: (round(v, 3) if isinstance(v, float) else v) for k, v in p.items()},
             "instances": inst, "ttft_ms": round(p["ttft_full_batch_ms"], 2),
-            "decode_request_rate_rps": round(req_rate, 2),
+            "decode_request_rate_rps": round(dec_rate, 2), "decode_fill_batch_per_rank": round(fill_batch, 2),
             # the pair serves the smaller of the two rates (prefill may be capped by the nodes the
             # decode instance leaves free)
-            "system_request_rate_rps": round(min(req_rate, inst * p["chips"] * p["input_throughput_per_chip"] / I), 2)}
+            "system_request_rate_rps": round(system, 2), "prefill_capped_by_nodes": capped}

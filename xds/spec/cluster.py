@@ -103,13 +103,19 @@ class VpcSpec(Strict):
 
 
 class ClusterSpec(Strict):
-    """One cluster. ``nodes`` may be overridden by a plan (``build_topology(..., nodes=N)``)."""
+    """One cluster. ``nodes`` may be overridden by a plan (``build_topology(..., nodes=N)``).
+
+    A fleet is ``pods`` identical pods of this type (``nodes`` is per pod): each pod is one scale-up
+    (UB) domain; pods are joined only by the scale-out (RDMA) and VPC planes, at the same per-die
+    scale-out bandwidth as inside a pod (CMv2 §3.2: the RDMA plane is a separate non-blocking
+    RoCE fabric, 200 Gbps per die, that also connects SuperPods)."""
 
     name: str
     description: str = ""
     builder: Builder
     hardware: str = Field(description="default hardware spec name (xds/data/hardware)")
     nodes: PositiveInt
+    pods: PositiveInt = Field(1, le=10_000, description="identical pods in the fleet; nodes is per pod")
     chips_per_node: PositiveInt
     dies_per_chip: PositiveInt
     cpus_per_node: int = Field(ge=0)
@@ -160,7 +166,7 @@ class ClusterSpec(Strict):
         if su.l2_per_sub_plane and su.l2_ports and nodes > su.l2_ports:
             raise XdsError(
                 f"cluster {self.name!r} holds at most {su.l2_ports} nodes (one L2 port per node); "
-                f"got nodes={nodes}",
+                f"got nodes={nodes} (for more, describe a fleet: a cluster file with pods: N of this pod)",
                 where="nodes",
             )
         _check_size(nodes, self.dies_per_node, su.l1_per_node, su.l2_per_sub_plane,

@@ -10,5 +10,6 @@ costs), ``graph`` (networkx view and export), ``builders/`` (one class per topol
 from .capacity import PLANES
 from .core import Topology, build_topology
 from .degrade import Degradation
+from .fleet import fleet_summary, parse_pod
 
-__all__ = ["PLANES", "Degradation", "Topology", "build_topology"]
+__all__ = ["PLANES", "Degradation", "Topology", "build_topology", "fleet_summary", "parse_pod"]

@@ -20,6 +20,7 @@ from .builders.registry import FAMILIES
 from .capacity import alltoall, derive, dies_arg, healthy_caps, normalise_plane
 from .degrade import Degradation, degrade
 from .domains import die_range, domain
+from .fleet import fleet_summary
 from .graph import build_graph, export
 from .names import key_name, parse_key
 from .path import path
@@ -35,6 +36,7 @@ class Topology:
         self.name = spec.name
         self.builder = spec.builder
         self.n_nodes = spec.nodes
+        self.n_pods = spec.pods                # identical pods in the fleet (tables are per pod)
         self.chips_per_node = spec.chips_per_node
         self.dies_per_chip = spec.dies_per_chip
         self.dies_per_node = spec.dies_per_node
@@ -162,6 +164,8 @@ class Topology:
             doc["d2d_latency_us"] = spec.d2d.latency_us
         doc["rdma_latency_us"] = spec.scale_out.latency_us
         doc["vpc_latency_us"] = spec.vpc.latency_us
+        if self.n_pods > 1:
+            doc["fleet"] = fleet_summary(self)
         return doc
 
     @cached_property
