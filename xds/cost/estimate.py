@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import XdsError
 from ..experts.imbalance import expected_balancedness
 from ..experts.redundancy import REDUNDANT_RULE, rule_slots
+from ..experts.skew import DEFAULT_HOT, DEFAULT_KAPPA
 from ..spec.cluster import MAX_DIES
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model
@@ -56,10 +57,13 @@ class EstimateArgs:
     shared_expert_dies: int = 0
     redundant_experts: int | None = None
     balancedness: float | None = None
+    hot_ratio: float | None = None        # most skewed layer's hottest / mean expert share (xds/experts/skew.py)
+    concentration: float | None = None    # per-sequence Dirichlet concentration kappa
 
 
 def eplb_balancedness(model: ModelSpec, routed_ranks: int, routed_slots: int, eplb: str,
-                      sequences: float, pairs_per_sequence: float = 8.0) -> float:
+                      sequences: float, pairs_per_sequence: float = 8.0, hot_ratio: float | None = None,
+                      kappa: float | None = None) -> float:
     """MoE imbalance (expected max / mean routed EP-rank load of a step) for an ``--eplb`` mode and
     ``sequences`` sequences per microbatch routing ``pairs_per_sequence`` token-expert pairs each.
 
@@ -72,8 +76,14 @@ def eplb_balancedness(model: ModelSpec, routed_ranks: int, routed_slots: int, ep
     if not model.is_moe or eplb == "perfect":
         return 1.0
     slots = routed_slots if eplb == "default" else routed_ranks * math.ceil(model.n_routed_experts / routed_ranks)
-    return expected_balancedness(model.n_routed_experts, slots, routed_ranks, round(float(sequences), 3),
-                                 float(pairs_per_sequence))
+    E = model.n_routed_experts
+    if hot_ratio is not None and not (1.0 <= hot_ratio < E):
+        raise XdsError(f"must be in [1, {E}) (got {hot_ratio})", file="--hot-ratio")
+    if kappa is not None and not (kappa > 0 and math.isfinite(kappa)):
+        raise XdsError(f"must be a positive number (got {kappa})", file="--concentration")
+    return expected_balancedness(E, slots, routed_ranks, round(float(sequences), 3), float(pairs_per_sequence),
+                                 DEFAULT_HOT if hot_ratio is None else float(hot_ratio),
+                                 DEFAULT_KAPPA if kappa is None else float(kappa))
 
 
 def _routed_slots(a: EstimateArgs, e: int, routed_ranks: int) -> tuple[int, str]:
@@ -147,7 +157,8 @@ def build_layout(a: EstimateArgs, model: ModelSpec, hw: HardwareSpec) -> tuple[L
         else:
             seqs = (a.tokens_per_chip or 16384) / dpc * dies / a.input_len / a.microbatches
             m = model.top_k * a.input_len
-        bal = eplb_balancedness(model, routed_ranks, slots, a.eplb, seqs, m) if model.is_moe else 1.0
+        bal = eplb_balancedness(model, routed_ranks, slots, a.eplb, seqs, m, a.hot_ratio, a.concentration) \
+            if model.is_moe else 1.0
     return replace(lay, balancedness=bal), chips
 
 
@@ -156,7 +167,9 @@ def _redundancy(a: EstimateArgs, model: ModelSpec, lay: Layout) -> dict[str, Any
     if not model.is_moe:
         return {"redundant_experts": 0, "redundant_rule": "dense model"}
     rule = "--redundant-experts" if a.redundant_experts is not None else REDUNDANT_RULE
-    return {"redundant_experts": lay.routed_slots - model.n_routed_experts, "redundant_rule": rule}
+    return {"redundant_experts": lay.routed_slots - model.n_routed_experts, "redundant_rule": rule,
+            "hot_ratio": DEFAULT_HOT if a.hot_ratio is None else a.hot_ratio,
+            "concentration": DEFAULT_KAPPA if a.concentration is None else a.concentration}
 
 
 def _ms(d: dict[str, Any]) -> dict[str, float]:

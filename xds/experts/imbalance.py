@@ -22,7 +22,9 @@ multinomial's negative covariance ``-N s_e s_f`` is the Poissonization that keep
 exact in the normal limit: with a fixed total, every rank's load is its Poisson load minus a common
 share of the total's excess, which shifts all ranks alike and leaves E[max] unchanged (two uniform
 ranks: ``1 + sqrt(2 / (pi N))``, the binomial's exact large-N value). Deterministic, no sampling;
-about 1 ms per layout of 8 layers x 320 ranks.
+a few ms per layout of 8 layers x 320 ranks. Range: steps with at least about one token-expert pair per
+rank (Gamma shape >= 1; every serving batch the search and ``xds estimate`` price); below that the
+Wilson–Hilferty CDF loses accuracy and the discrete nature of a handful of pairs dominates.
 """
 
 from __future__ import annotations

@@ -49,11 +49,13 @@ reproduces the table, ``benchmarks/derive_imbalance_defaults.py`` re-derives it:
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import XdsError
+from .loads import load_loads
 
 HOT_MIN = 1.5          # least skewed representative layer: hottest / mean long-run share
 DEFAULT_HOT = 6.0      # most skewed layer (see module docstring: §F, small-window reading)
@@ -161,3 +163,38 @@ def fit_skew(counts: Any, *, pairs_per_sequence: float = 8.0, file: str = "--exp
         doc["phi"] = round(phi, 4)
         doc["kappa"] = round(kappa, 4) if np.isfinite(kappa) else None
     return doc
+
+
+def load_expert_counts(path: str, *, label: str = "--expert-counts") -> np.ndarray:
+    """Read an expert-count matrix: ``.npy`` [layers, experts] or [steps, layers, experts], or ``.csv``
+    [layers, experts] (one layer per line). Returns float64; bad input raises :class:`XdsError`
+    naming the file."""
+    if str(path).lower().endswith(".npy"):
+        p = Path(path)
+        if not p.is_file():
+            raise XdsError(f"{label} file not found", file=str(p))
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise XdsError(f"not a valid .npy array ({' '.join(str(exc).split())[:120]})", file=str(p)) from None
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+            raise XdsError("expected a numeric .npy array of token counts", file=str(p))
+        if arr.ndim not in (2, 3) or arr.size == 0:
+            raise XdsError(f"expected shape [layers, experts] or [steps, layers, experts], got "
+                           f"{list(arr.shape)}", file=str(p))
+        arr = arr.astype(np.float64)
+        if not np.isfinite(arr).all() or (arr < 0).any():
+            raise XdsError("counts must be finite non-negative token counts", file=str(p))
+        return arr
+    return load_loads(path, label=label)
+
+
+def balancing_yaml(fit: dict[str, Any]) -> str:
+    """The ``balancing:`` block a plan reads (``hot_ratio``, ``concentration``) for a :func:`fit_skew`
+    result; merge it into a plan file."""
+    lines = [f"# fitted by xds calibrate --expert-counts ({fit['layers']} layers x {fit['experts']} experts"
+             + (f", {fit['steps']} steps)" if fit["steps"] else ")"),
+             "balancing:", f"  hot_ratio: {fit['hot_ratio']:g}"]
+    if fit["kappa"] is not None:
+        lines.append(f"  concentration: {fit['kappa']:g}")
+    return "\n".join(lines) + "\n"

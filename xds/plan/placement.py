@@ -108,7 +108,7 @@ def _place_pool(s: _Setting, alloc: _NodeAllocator, i: int) -> PlacedPool:
         m = s.model.top_k * max(s.input_len, 1.0)
     emap: dict[str, Any] = {}
     if s.model.is_moe:
-        rule = REDUNDANT_RULE if pool.experts.redundant is None else f"{w}.experts.redundant"
+        rule = REDUNDANT_RULE if pool.experts.redundant is None else f"plan: {w}.experts.redundant"
         lay, emap = _expert_map(s, lay, seqs, m, rule)
     cm = CostModel(s.model, s.hw, lay, fabric)
     placed: list[PlacedInstance] = []
