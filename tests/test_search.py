@@ -24,6 +24,7 @@ from xds.plan.candidates import BATCH_GRID, decode_groups, price_decode_group, s
 from xds.plan.search import pareto, run_search  # noqa: E402
 from xds.spec.hardware import load_hardware  # noqa: E402
 from xds.spec.model import load_model  # noqa: E402
+from xds.topology import build_topology  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,6 @@ def test_redundancy_is_a_search_dimension(cm384):
     assert slot_options(m, 256) == [256, 512]
     assert slot_options(m, 288) == [288, 576]
     assert slot_options(m, 64) == [256, 320]        # 2x the rule also rounds to 5 per rank
-    from xds.topology import build_topology
     topo = build_topology("cloudmatrix384", 4)
     seen: dict[tuple, set] = {}
     for label, _, lay in decode_groups(m, load_hardware("ascend-910c"), topo, 4):
