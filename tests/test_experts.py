@@ -190,8 +190,9 @@ def test_redundancy_and_slots_per_rank_lower_the_imbalance():
     none, red, multi = (balance(w, P, G).balancedness.mean() for P, G in [(256, 256), (320, 320), (320, 32)])
     assert none > red > 1.0 and 1.0 <= multi < red
     assert none == pytest.approx(30, rel=0.1)       # no redundancy, one expert per rank: hot/mean
-    # the per-batch model (xds.experts.imbalance) orders them the same way
-    none, red, multi = (expected_balancedness(256, P, G, 64) for P, G in [(256, 256), (320, 320), (320, 32)])
+    # the per-step model (xds.experts.imbalance) orders them the same way once a step routes enough
+    # pairs that the long-run placement, not the per-step noise of fewer pairs per rank, decides
+    none, red, multi = (expected_balancedness(256, P, G, 4096, 8.0) for P, G in [(256, 256), (320, 320), (320, 32)])
     assert none > red > 1.0 and 1.0 <= multi < red
 
 

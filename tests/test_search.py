@@ -20,10 +20,11 @@ from xds.cost import (  # noqa: E402
     Layout,
     fabric_for,  # noqa: E402
 )
-from xds.plan.candidates import BATCH_GRID, price_decode_group  # noqa: E402
+from xds.plan.candidates import BATCH_GRID, decode_groups, price_decode_group, slot_options  # noqa: E402
 from xds.plan.search import pareto, run_search  # noqa: E402
 from xds.spec.hardware import load_hardware  # noqa: E402
 from xds.spec.model import load_model  # noqa: E402
+from xds.topology import build_topology  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +102,27 @@ def test_search_from_plan_file_and_cli_json():
 ])
 def test_search_bad_input(args, needles):
     assert_user_error(run_cli("plan", "--search", *args), *needles)
+
+
+def test_redundancy_is_a_search_dimension(cm384):
+    m = load_model("deepseek-r1")
+    # no redundancy, the rule (>= E/8, filling every rank) and twice the rule, distinct values
+    assert slot_options(m, 256) == [256, 512]
+    assert slot_options(m, 288) == [288, 576]
+    assert slot_options(m, 64) == [256, 320]        # 2x the rule also rounds to 5 per rank
+    topo = build_topology("cloudmatrix384", 4)
+    seen: dict[tuple, set] = {}
+    for label, _, lay in decode_groups(m, load_hardware("ascend-910c"), topo, 4):
+        if not lay.attention_dies:
+            seen.setdefault((lay.dies, lay.shared_dies, lay.tp, lay.mtp), set()).add(lay.routed_slots)
+    assert all(len(v) >= 2 for v in seen.values())
+    doc, _ = cm384
+    for row in doc["pareto"] + [doc["best"]]:
+        assert row["redundant_experts"] == row["layout"]["routed_slots"] - 256
+    # a power-of-two EP is priced with its redundancy: the rule's layout beats the zero-redundancy one
+    hw = load_hardware("ascend-910c")
+    fab = fabric_for("cloudmatrix384", hw, 256)
+    thr = [price_decode_group(m, hw, fab, Layout(dies=256, ep=256, dp=256, routed_slots=s, mtp=1, quant="w8a8"),
+                              128, 4096.0, 256.0, 6.0)["thr"] for s in slot_options(m, 256)]
+    n = min(len(t) for t in thr)
+    assert np.all(thr[1][:n] > thr[0][:n])

@@ -21,6 +21,9 @@ def render(doc: dict) -> None:
             f"EP{lay['ep']} DP{lay['dp']} TP{lay['tp']}, {lay['quant']}, MTP {lay['mtp']}, "
             f"EPLB {lay['eplb']} (balancedness {lay['balancedness']:.3f})")
     c.print(head)
+    if "redundant_experts" in lay and doc.get("model"):
+        c.print(f"redundant experts {lay['redundant_experts']} ({lay['redundant_rule']}); expert skew: hottest "
+                f"{lay['hot_ratio']:g}x mean, concentration {lay['concentration']:g}")
     t = Table(show_header=False)
     t.add_column("metric")
     t.add_column("value", justify="right")
@@ -80,7 +83,9 @@ def register(app: typer.Typer) -> None:
         quant: Optional[str] = typer.Option(None, "--quant", help="w8a8, fp8 or bf16 (default: hardware's)."),
         kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV-cache dtype: bf16, int8, fp8."),
         shared_expert_dies: int = typer.Option(0, "--shared-expert-dies", help="EP dies holding only shared-expert copies."),
-        redundant_experts: Optional[int] = typer.Option(None, "--redundant-experts", help="Redundant routed slots (default: fill to divide EP)."),
+        redundant_experts: Optional[int] = typer.Option(None, "--redundant-experts", help="Redundant routed slots (default: the rule, >= E/8 filling every routed rank; 0 means none)."),
+        hot_ratio: Optional[float] = typer.Option(None, "--hot-ratio", help="Most skewed layer's hottest / mean expert share (default 6; xds calibrate --expert-counts fits it)."),
+        concentration: Optional[float] = typer.Option(None, "--concentration", help="Per-sequence expert concentration kappa (default 22; fitted from per-step counts)."),
         json_out: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
     ) -> None:
 
@@ -90,7 +95,7 @@ def register(app: typer.Typer) -> None:
             tokens_per_chip=tokens_per_chip, input_len=input_len, output_len=output_len, mtp=mtp,
             mtp_acceptance=mtp_acceptance, microbatches=microbatches, eplb=eplb, quant=quant,
             kv_dtype=kv_dtype, shared_expert_dies=shared_expert_dies,
-            redundant_experts=redundant_experts))
+            redundant_experts=redundant_experts, hot_ratio=hot_ratio, concentration=concentration))
         if json_out:
             emit_json(doc)
         else:

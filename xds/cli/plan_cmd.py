@@ -52,6 +52,9 @@ def _render_plan(doc: dict[str, Any]) -> None:
         else f"{p['token_budget_per_die']} tokens / die")
     row("expert slots per rank (+shared dies)", lambda p: f"{p['expert_map']['slots_per_rank']} (+{p['expert_map']['shared_dies']})"
         if p["expert_map"] else "-")
+    row("redundant experts (rule)", lambda p: "{} ({})".format(
+        p["expert_map"].get("redundant_experts", "-"), p["expert_map"].get("redundant_rule", "-"))
+        if p["expert_map"] else "-")
     row("replicas min / max, balancedness", lambda p: "{}/{}, {:.3f}".format(
         p["expert_map"]["replicas"]["min"], p["expert_map"]["replicas"]["max"], p["expert_map"]["balancedness"])
         if p["expert_map"] else "-")
@@ -86,17 +89,19 @@ def _render_search(doc: dict[str, Any]) -> None:
     c.print(f"searched {doc['candidates']:,} layouts in {doc['seconds']:.2f} s "
             f"({doc['candidates_per_s']:,.0f}/s); {doc['feasible']:,} fit HBM")
     t = Table(title=f"Pareto front (decode, TPOT <= {doc['slo']['tpot_ms']:g} ms marked *)")
-    for col in ("", "chips", "layout", "batch/rank", "MTP", "TPOT ms", "tok/s/chip"):
+    for col in ("", "chips", "layout", "redundant", "batch/rank", "MTP", "TPOT ms", "tok/s/chip"):
         t.add_column(col, justify="right")
     for p in doc["pareto"]:
-        t.add_row("*" if p["meets_tpot"] else "", str(p["chips"]), p["label"], f"{p['batch_per_rank']:g}",
-                  str(p["mtp"]), f"{p['tpot_ms']:.1f}", f"{p['output_throughput_per_chip']:,.0f}")
+        t.add_row("*" if p["meets_tpot"] else "", str(p["chips"]), p["label"], str(p.get("redundant_experts", "-")),
+                  f"{p['batch_per_rank']:g}", str(p["mtp"]), f"{p['tpot_ms']:.1f}",
+                  f"{p['output_throughput_per_chip']:,.0f}")
     c.print(t)
     b = doc.get("best")
     if b is None:
         c.print("no layout meets the SLO")
         return
-    c.print(f"best decode layout meeting the SLO: {b['label']}, batch {b['batch_per_rank']:g}/DP rank, MTP {b['mtp']}: "
+    c.print(f"best decode layout meeting the SLO: {b['label']}, {b.get('redundant_experts', 0)} redundant experts, "
+            f"batch {b['batch_per_rank']:g}/DP rank, MTP {b['mtp']}: "
             f"TPOT {b['tpot_ms']:.1f} ms, {b['output_throughput_per_chip']:,.0f} tok/s/chip")
     if doc.get("prefill"):
         p = doc["prefill"]

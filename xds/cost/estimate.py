@@ -16,6 +16,8 @@ import numpy as np
 
 from ..errors import XdsError
 from ..experts.imbalance import expected_balancedness
+from ..experts.redundancy import REDUNDANT_RULE, rule_slots
+from ..experts.skew import DEFAULT_HOT, DEFAULT_KAPPA
 from ..spec.cluster import MAX_DIES
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model
@@ -56,23 +58,48 @@ class EstimateArgs:
     shared_expert_dies: int = 0
     redundant_experts: int | None = None
     balancedness: float | None = None
+    hot_ratio: float | None = None        # most skewed layer's hottest / mean expert share (xds/experts/skew.py)
+    concentration: float | None = None    # per-sequence Dirichlet concentration kappa
 
 
 def eplb_balancedness(model: ModelSpec, routed_ranks: int, routed_slots: int, eplb: str,
-                      sequences: float) -> float:
-    """MoE imbalance (max/mean EP-rank load) for an ``--eplb`` mode and ``sequences`` sequences per
-    microbatch.
+                      sequences: float, pairs_per_sequence: float = 8.0, hot_ratio: float | None = None,
+                      kappa: float | None = None) -> float:
+    """MoE imbalance (expected max / mean routed EP-rank load of a step) for an ``--eplb`` mode and
+    ``sequences`` sequences per microbatch routing ``pairs_per_sequence`` token-expert pairs each.
 
-    ``perfect`` is 1. ``default`` is what xds's own balancer achieves with the layout's redundant
-    slots on realistic skewed loads, sampled per batch (:mod:`xds.experts.imbalance`); ``none`` is the same
-    with no redundant slots.
+    ``perfect`` is 1. ``default`` is the expected maximum under the default expert statistics on the
+    layout xds's balancer builds with the layout's slots (:mod:`xds.experts.imbalance`); ``none`` is
+    the same with the fewest slots that fill every rank (no redundancy).
     """
     if eplb not in ("default", "none", "perfect"):
         raise XdsError(f"unknown EPLB mode {eplb!r} (allowed: perfect, default, none)", file="--eplb")
     if not model.is_moe or eplb == "perfect":
         return 1.0
     slots = routed_slots if eplb == "default" else routed_ranks * math.ceil(model.n_routed_experts / routed_ranks)
-    return expected_balancedness(model.n_routed_experts, slots, routed_ranks, sequences)
+    E = model.n_routed_experts
+    if hot_ratio is not None and not (1.0 <= hot_ratio < E):
+        raise XdsError(f"must be in [1, {E}) (got {hot_ratio})", file="--hot-ratio")
+    if kappa is not None and not (kappa > 0 and math.isfinite(kappa)):
+        raise XdsError(f"must be a positive number (got {kappa})", file="--concentration")
+    return expected_balancedness(E, slots, routed_ranks, round(float(sequences), 3), float(pairs_per_sequence),
+                                 DEFAULT_HOT if hot_ratio is None else float(hot_ratio),
+                                 DEFAULT_KAPPA if kappa is None else float(kappa))
+
+
+def _routed_slots(a: EstimateArgs, e: int, routed_ranks: int) -> tuple[int, str]:
+    """Routed slots and the rule that chose them: the user's ``--redundant-experts`` (0 means 0), else
+    the redundancy rule (:func:`xds.experts.redundancy.rule_slots`)."""
+    if a.redundant_experts is None:
+        return rule_slots(e, routed_ranks), REDUNDANT_RULE
+    if a.redundant_experts < 0:
+        raise XdsError(f"must be >= 0 (got {a.redundant_experts})", file="--redundant-experts")
+    slots = e + a.redundant_experts
+    if slots % routed_ranks or slots < routed_ranks:
+        raise XdsError(
+            f"{e} experts + {a.redundant_experts} redundant = {slots} slots do not divide over "
+            f"{routed_ranks} routed EP ranks", file="--redundant-experts")
+    return slots, "--redundant-experts"
 
 
 def build_layout(a: EstimateArgs, model: ModelSpec, hw: HardwareSpec) -> tuple[Layout, int]:
@@ -107,19 +134,7 @@ def build_layout(a: EstimateArgs, model: ModelSpec, hw: HardwareSpec) -> tuple[L
         raise XdsError(f"must be in [0, {ep - 1}] (got {a.shared_expert_dies})", file="--shared-expert-dies")
     routed_ranks = ep - a.shared_expert_dies
     e = model.n_routed_experts
-    if model.is_moe:
-        if a.redundant_experts is None:
-            slots = routed_ranks * math.ceil(e / routed_ranks)
-        else:
-            if a.redundant_experts < 0:
-                raise XdsError(f"must be >= 0 (got {a.redundant_experts})", file="--redundant-experts")
-            slots = e + a.redundant_experts
-            if slots % routed_ranks:
-                raise XdsError(
-                    f"{e} experts + {a.redundant_experts} redundant = {slots} slots do not divide over "
-                    f"{routed_ranks} routed EP ranks", file="--redundant-experts")
-    else:
-        slots = 0
+    slots = _routed_slots(a, e, routed_ranks)[0] if model.is_moe else 0
     quant = a.quant or hw.default_quant
     if a.mtp < 0 or a.mtp > 4:
         raise XdsError(f"MTP draft tokens must be 0..4 (got {a.mtp})", file="--mtp")
@@ -139,10 +154,23 @@ def build_layout(a: EstimateArgs, model: ModelSpec, hw: HardwareSpec) -> tuple[L
         if a.phase == "decode":
             per_die = a.batch_per_die if a.batch_per_die is not None else (a.batch_per_chip or 0) / dpc
             seqs = per_die * dp / a.microbatches
+            m = model.top_k * (1 + lay.mtp)          # pairs per sequence per step (MTP drafts route too)
         else:
             seqs = (a.tokens_per_chip or 16384) / dpc * dies / a.input_len / a.microbatches
-        bal = eplb_balancedness(model, routed_ranks, slots, a.eplb, seqs) if model.is_moe else 1.0
+            m = model.top_k * a.input_len
+        bal = eplb_balancedness(model, routed_ranks, slots, a.eplb, seqs, m, a.hot_ratio, a.concentration) \
+            if model.is_moe else 1.0
     return replace(lay, balancedness=bal), chips
+
+
+def _redundancy(a: EstimateArgs, model: ModelSpec, lay: Layout) -> dict[str, Any]:
+    """What the estimate used for redundant routed experts: the count and the rule that chose it."""
+    if not model.is_moe:
+        return {"redundant_experts": 0, "redundant_rule": "dense model"}
+    rule = "--redundant-experts" if a.redundant_experts is not None else REDUNDANT_RULE
+    return {"redundant_experts": lay.routed_slots - model.n_routed_experts, "redundant_rule": rule,
+            "hot_ratio": DEFAULT_HOT if a.hot_ratio is None else a.hot_ratio,
+            "concentration": DEFAULT_KAPPA if a.concentration is None else a.concentration}
 
 
 def _ms(d: dict[str, Any]) -> dict[str, float]:
@@ -218,7 +246,8 @@ def price(p: Prepared, hw: HardwareSpec | None = None, *, full: bool = True) -> 
                            "cluster": p.cluster, "chips": chips, "dies": lay.dies,
                            "layout": {"ep": lay.ep, "dp": lay.dp, "tp": lay.tp,
                                       "shared_expert_dies": lay.shared_dies,
-                                      "routed_slots": lay.routed_slots, "mtp": lay.mtp,
+                                      "routed_slots": lay.routed_slots,
+                                      **_redundancy(a, model, lay), "mtp": lay.mtp,
                                       "mtp_acceptance": lay.mtp_acceptance,
                                       "microbatches": lay.microbatches, "quant": lay.quant,
                                       "kv_dtype": lay.kv_dtype, "eplb": a.eplb,

@@ -2,11 +2,12 @@
 
 Decode candidates: instance size in whole nodes; colocated (attention DP × TP and MoE EP over the same
 dies) or MoE-attention disaggregated (attention dies in 1–3 DP domains + MoE dies); shared-expert dies
-(0 or 32 when the model has a shared expert); redundant slots (the fewest that divide over the routed
-ranks, or one more slot per rank); TP 1/2; MTP off/on; batch per die on a grid. Candidates sharing
+(0 or 32 when the model has a shared expert); redundant slots, a search dimension (none: the fewest
+slots that fill every routed rank; the redundancy rule of :mod:`xds.experts.redundancy`; twice the
+rule — HBM decides per batch which fit); TP 1/2; MTP off/on; batch per die on a grid. Candidates sharing
 everything but the batch form one group: one :class:`~xds.cost.CostModel` prices the whole group in a
 single broadcast call, with each batch's balancedness interpolated (in log sequences) from a few
-samples of :func:`xds.experts.imbalance.batch_balancedness` on the layout xds's balancer builds. Prefill
+samples of :func:`xds.experts.imbalance.step_balancedness` on the layout xds's balancer builds. Prefill
 candidates (instance nodes, TP, token budget per die) are priced the same way.
 
 Units: ms for times, tokens/s per chip for throughput, GB for memory.
@@ -17,14 +18,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from ..cost import CostModel, Fabric, Layout
-from ..experts import balance
-from ..experts.imbalance import batch_balancedness, long_run_shares
+from ..experts.imbalance import expert_layout, step_balancedness
+from ..experts.redundancy import rule_slots
 from ..spec.hardware import HardwareSpec
 from ..spec.model import ModelSpec
 
@@ -35,35 +35,29 @@ BAL_SAMPLES = 5                              # balancedness samples per group (i
 PREFILL_BUDGETS = (2048, 4096, 8192, 16384)  # prefill tokens per chip per batch
 
 
-@lru_cache(maxsize=1024)
-def _expert_layout(experts: int, slots: int, routed: int, hot: float) -> tuple[np.ndarray, np.ndarray]:
-    """The balancer's slot map ``phy2log`` for synthetic long-run shares with hottest expert ``hot`` x
-    mean, and those shares (cached: many groups share a slot/rank shape)."""
-    shares = long_run_shares(experts, hot)
-    return balance(shares * 1e6, slots, routed).phy2log, shares
-
-
-def _balancedness(model: ModelSpec, slots: int, routed: int, seqs: np.ndarray, hot: float) -> np.ndarray:
-    """Balancedness for each entry of ``seqs`` (sequences per microbatch), interpolated in log space
-    from ``BAL_SAMPLES`` sampled values."""
+def _balancedness(model: ModelSpec, slots: int, routed: int, seqs: np.ndarray, hot: float,
+                  m: float) -> np.ndarray:
+    """Expected balancedness for each entry of ``seqs`` (sequences per microbatch, ``m`` token-expert
+    pairs each), interpolated in log space from ``BAL_SAMPLES`` exact values."""
     if not model.is_moe:
         return np.ones_like(seqs)
-    phy, shares = _expert_layout(model.n_routed_experts, slots, routed, hot)
+    phy, shares = expert_layout(model.n_routed_experts, slots, routed, hot)
     lo, hi = float(max(seqs.min(), 1.0)), float(max(seqs.max(), 1.0))
     xs = np.geomspace(lo, hi, BAL_SAMPLES) if hi > lo else np.array([lo])
-    ys = np.array([batch_balancedness(phy, shares, routed, float(x)) for x in xs])
+    ys = np.array([step_balancedness(phy, shares, routed, float(x), m) for x in xs])
     if len(xs) == 1:
         return np.full_like(seqs, max(ys[0], 1.0))
     return np.maximum(np.interp(np.log(np.maximum(seqs, 1.0)), np.log(xs), ys), 1.0)
 
 
-def _slot_options(model: ModelSpec, routed: int) -> list[int]:
-    """Routed slot counts to try: the fewest that divide over ``routed`` ranks, and one more per rank."""
+def slot_options(model: ModelSpec, routed: int) -> list[int]:
+    """Routed slot counts to try (the redundancy dimension): no redundancy (the fewest slots that fill
+    every rank), the redundancy rule, and twice the rule; distinct values, ascending."""
     E = model.n_routed_experts
     if not model.is_moe:
         return [0]
-    spr = math.ceil(E / routed)
-    return [spr * routed, (spr + 1) * routed]
+    opts = {math.ceil(E / routed) * routed, rule_slots(E, routed), rule_slots(E, routed, 2.0)}
+    return sorted(opts)
 
 
 def decode_groups(model: ModelSpec, hw: HardwareSpec, topo: Any,
@@ -78,7 +72,7 @@ def decode_groups(model: ModelSpec, hw: HardwareSpec, topo: Any,
             routed = dies - sh
             if model.is_moe and (routed < 1 or sh and sh * 4 > dies):
                 continue
-            for slots in _slot_options(model, routed):
+            for slots in slot_options(model, routed):
                 for tp in (1, 2):
                     if dies % tp:
                         continue
@@ -124,7 +118,7 @@ def price_decode_group(model: ModelSpec, hw: HardwareSpec, fabric: Fabric, lay: 
     ranks = lay.dp * lay.ma_domains
     seqs = b * ranks / lay.microbatches / lay.ma_domains
     routed = lay.ep - lay.shared_dies
-    bal = _balancedness(model, lay.routed_slots, routed, seqs, hot)
+    bal = _balancedness(model, lay.routed_slots, routed, seqs, hot, model.top_k * (1 + lay.mtp))
     # one broadcast call: batch axis first, one representative rank on the last (reduced) axis;
     # balancedness broadcasts against the per-instance MoE load, shape batch.shape[:-1]
     cm.lay = replace(lay, balancedness=bal)
@@ -149,11 +143,11 @@ def prefill_candidates(model: ModelSpec, hw: HardwareSpec, topo: Any, fabric_fn:
         dies = nodes * dpn
         fabric = fabric_fn(dies)
         for tp in (1, 2, 4):
-            for slots in _slot_options(model, dies):
+            for slots in slot_options(model, dies):
                 lay = Layout(dies=dies, ep=dies, dp=dies // tp, tp=tp, routed_slots=slots,
                              quant=hw.default_quant)
                 seqs = budgets * dies / I / lay.microbatches
-                bal = _balancedness(model, slots, dies, seqs, hot)
+                bal = _balancedness(model, slots, dies, seqs, hot, model.top_k * I)
                 cm = CostModel(model, hw, lay, fabric)
                 free = np.array([cm.hbm_gb(0, 0, phase="prefill", prefill_tokens=n)["free"] for n in budgets])
                 cm.lay = replace(lay, balancedness=bal)
@@ -161,6 +155,7 @@ def prefill_candidates(model: ModelSpec, hw: HardwareSpec, topo: Any, fabric_fn:
                 t_ms = np.asarray(cm.prefill_batch_us(budgets, s * I * (I + 1) / 2.0, s), dtype=float) / 1e3
                 for j in np.flatnonzero(free >= 0):
                     out.append({"nodes": nodes, "chips": dies // dpc, "dies": dies, "tp": tp, "slots": int(slots),
+                                "redundant_experts": max(int(slots) - model.n_routed_experts, 0),
                                 "token_budget_per_die": int(budgets[j]), "ttft_full_batch_ms": float(t_ms[j]),
                                 "input_throughput_per_chip": float(budgets[j] * dpc / (t_ms[j] / 1e3)),
                                 "balancedness": float(bal[j]), "label": f"DP{dies // tp} TP{tp} EP{dies}"})

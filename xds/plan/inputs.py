@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import XdsError
 from ..experts import load_loads
-from ..experts.imbalance import DEFAULT_HOT, long_run_shares
+from ..experts.skew import DEFAULT_HOT, long_run_shares
 from ..spec.hardware import HardwareSpec
 from ..spec.model import ModelSpec
 from ..spec.plan import LoadedPlan

@@ -11,7 +11,9 @@ import numpy as np
 
 from ..cost import CostModel, Fabric, Layout, fabric_for
 from ..experts import balance
-from ..experts.imbalance import batch_balancedness
+from ..experts.imbalance import step_balancedness
+from ..experts.redundancy import REDUNDANT_RULE, rule_slots
+from ..experts.skew import DEFAULT_KAPPA
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model
 from ..spec.plan import LoadedPlan, PoolSpec
@@ -99,12 +101,15 @@ def _place_pool(s: _Setting, alloc: _NodeAllocator, i: int) -> PlacedPool:
     budget = 0
     if pool.role == "decode":
         seqs = lay.dp * float(pool.batch_per_die) / lay.microbatches  # one domain's (MA: domains take turns)
+        m = s.model.top_k * (1 + lay.mtp)           # token-expert pairs per sequence per step
     else:
         budget = pool.token_budget_per_die or PREFILL_TOKENS_PER_CHIP // s.hw.dies_per_chip
         seqs = lay.dies * budget / max(s.input_len, 1.0) / lay.microbatches
+        m = s.model.top_k * max(s.input_len, 1.0)
     emap: dict[str, Any] = {}
     if s.model.is_moe:
-        lay, emap = _expert_map(s, lay, seqs)
+        rule = REDUNDANT_RULE if pool.experts.redundant is None else f"plan: {w}.experts.redundant"
+        lay, emap = _expert_map(s, lay, seqs, m, rule)
     cm = CostModel(s.model, s.hw, lay, fabric)
     placed: list[PlacedInstance] = []
     for k, d in enumerate(dies_sets):
@@ -122,15 +127,19 @@ def _place_pool(s: _Setting, alloc: _NodeAllocator, i: int) -> PlacedPool:
     return pp
 
 
-def _expert_map(s: _Setting, lay: Layout, seqs: float) -> tuple[Layout, dict[str, Any]]:
-    """Balance the expert slots over the routed EP ranks; the layout with the balancedness a batch of
-    ``seqs`` sequences per microbatch sees, and the pool's expert map."""
+def _expert_map(s: _Setting, lay: Layout, seqs: float, m: float, rule: str) -> tuple[Layout, dict[str, Any]]:
+    """Balance the expert slots over the routed EP ranks; the layout with the expected balancedness of
+    a step of ``seqs`` sequences per microbatch x ``m`` token-expert pairs each
+    (:func:`xds.experts.imbalance.step_balancedness`), and the pool's expert map."""
     routed = lay.ep - lay.shared_dies
     el = balance(s.shares * 1e6, lay.routed_slots, routed)
-    b = batch_balancedness(el.phy2log, s.shares, routed, seqs)
+    kappa = s.loaded.spec.balancing.concentration or DEFAULT_KAPPA
+    b = step_balancedness(el.phy2log, s.shares, routed, seqs, m, kappa)
     lay = replace(lay, balancedness=max(b, 1.0))
     return lay, {"loads": s.shares_source, "layers": el.layers, "experts": s.model.n_routed_experts,
                  "routed_slots": lay.routed_slots, "routed_ranks": routed,
+                 "redundant_experts": lay.routed_slots - s.model.n_routed_experts, "redundant_rule": rule,
+                 "concentration": kappa, "pairs_per_sequence": round(float(m), 1),
                  "slots_per_rank": lay.routed_slots // routed, "shared_dies": lay.shared_dies,
                  "replicas": {"min": int(el.replicas.min()), "max": int(el.replicas.max())},
                  "balancedness": round(float(lay.balancedness), 4),
@@ -274,7 +283,7 @@ def _pool_layout(loaded: LoadedPlan, i: int, pool: PoolSpec, model: ModelSpec, h
             raise plan_error(loaded, w + ".experts.shared_dies",
                              f"{model.name} has no shared expert; shared_dies must be 0")
         routed = lay.ep - ex.shared_dies
-        slots = E + ex.redundant
+        slots = rule_slots(E, routed) if ex.redundant is None else E + ex.redundant
         if slots < routed:
             raise plan_error(loaded, w + ".experts.redundant",
                              f"{E} experts + {ex.redundant} redundant = {slots} slots leave some of the "
@@ -286,7 +295,7 @@ def _pool_layout(loaded: LoadedPlan, i: int, pool: PoolSpec, model: ModelSpec, h
                              f"{routed} routed EP ranks (EP{lay.ep} - {ex.shared_dies} shared dies); "
                              f"use redundant {max(lo, 0) if lo >= 0 and lo + E >= routed else ''}"
                              f"{' or ' if lo >= 0 and lo + E >= routed else ''}{lo + routed}")
-    elif ex.redundant or ex.shared_dies:
+    elif (ex.redundant or 0) or ex.shared_dies:
         raise plan_error(loaded, w + ".experts", f"{model.name} is a dense model; it has no experts to place")
     mtp = pool.mtp.draft_tokens if (pool.mtp and pool.role == "decode") else 0
     acc = pool.mtp.acceptance if pool.mtp else 0.7

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..cost import Fabric, default_cluster, fabric_for
 from ..errors import XdsError
-from ..experts.imbalance import DEFAULT_HOT
+from ..experts.skew import DEFAULT_HOT
 from ..spec.fileio import check_output_path
 from ..spec.hardware import HardwareSpec, load_hardware
 from ..spec.model import ModelSpec, load_model
@@ -240,6 +240,7 @@ def _price_decode(q: _Query, fab: Callable[[int], Fabric],
             rows.append({"label": label + (f" MTP{lay.mtp}" if lay.mtp else ""), "chips": chips, "layout": lay,
                          "batch_per_rank": float(r["batch"][j]), "mtp": lay.mtp,
                          "tpot_ms": float(r["tpot"][j]), "output_throughput_per_chip": float(r["thr"][j]),
+                         "redundant_experts": max(lay.routed_slots - q.model.n_routed_experts, 0),
                          "balancedness": float(r["bal"][j]), "step_time_ms": float(r["step"][j])})
         thr_all.append(r["thr"])
         tpot_all.append(r["tpot"])

@@ -43,7 +43,8 @@ class ExpertsSpec(Strict):
     """Expert slots of one instance: ``redundant`` routed copies beyond the logical experts, and
     ``shared_dies`` EP dies that hold only shared-expert copies (CloudMatrix-Infer decode: 32)."""
 
-    redundant: int = Field(0, ge=0)
+    redundant: int | None = Field(None, ge=0, description="None: the redundancy rule "
+                                  "(xds/experts/redundancy.py)")
     shared_dies: int = Field(0, ge=0)
 
 
@@ -117,7 +118,9 @@ class BalancingSpec(Strict):
 
     loads: str = Field("synthetic", description="'synthetic' or a .npy/.csv [layers, experts] file")
     hot_ratio: float = Field(6.0, ge=1, description="synthetic: long-run hottest expert / mean load of "
-                             "the most skewed layer (see xds/experts/imbalance.py)")
+                             "the most skewed layer (see xds/experts/skew.py)")
+    concentration: float | None = Field(None, gt=0, description="per-sequence Dirichlet concentration "
+                                        "kappa (None: the default, xds/experts/skew.py)")
     rebalance_period_s: PositiveFloat = 60.0
 
 
