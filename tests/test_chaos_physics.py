@@ -205,3 +205,19 @@ def test_conservation_under_random_scenarios(faults, policy):
     for rec in doc["recovery"]:
         b = rec["blast_radius"]
         assert b["time_to_detect_s"] >= 0 and b["capacity_lost_tok_s"] >= 0
+
+
+def test_losing_every_routed_rank_leaves_every_expert_without_a_replica():
+    """A fault that covers every die of an instance (a one-node instance losing its node) used to
+    crash on an empty array; every expert is then missing and there is nothing to rebalance."""
+    from types import SimpleNamespace
+
+    from xds.chaos.replicas import expert_state
+
+    ph = np.array([[0, 1, 2, 3, 0, 1, 2, 3]])                    # 1 layer, 4 ranks x 2 slots
+    pool = SimpleNamespace(expert_map={"phy2log": ph.tolist(), "slots_per_rank": 2, "routed_ranks": 4,
+                                       "experts": 4})
+    shares = np.full(4, 0.25)
+    assert expert_state(pool, {0, 1, 2, 3}, shares) == (4, 1.0)
+    missing, ratio = expert_state(pool, {0}, shares)
+    assert missing == 0 and ratio >= 1.0

@@ -33,6 +33,10 @@ def expert_state(pool, lost_ep: set[int], shares_all: np.ndarray) -> tuple[int, 
     # on the same long-run loads the plan balanced
     shares = np.resize(shares_all, (ph.shape[0], E))
     live_ranks = np.array([r not in lost_ep for r in range(routed)])
+    if not live_ranks.any():
+        # every routed rank of the instance is gone (e.g. a one-node instance lost its node): no
+        # expert has a replica left and there is no load to balance
+        return E, 1.0
     before = _balancedness(ph, shares, np.ones_like(alive), live_ranks, routed, spr, E)
     after = _balancedness(ph, shares, alive, live_ranks, routed, spr, E)
     return missing, max(after / before, 1.0)
