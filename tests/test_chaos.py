@@ -167,6 +167,9 @@ def test_random_monte_carlo():
     doc = run_random(placed, w, rate_per_1000_chip_days=2000.0, hours=120 / 3600, trials=3, seed=1,
                      policy="all")
     assert doc["trials"] == 3 and sum(doc["faults_per_trial"]) > 0
+    # which fault hit what and when, per trial (issue 20): as many events as counted, each replayable
+    assert [len(t) for t in doc["trial_faults"]] == doc["faults_per_trial"]
+    assert all({"at_s", "fault", "target"} <= set(e) for t in doc["trial_faults"] for e in t)
     for pol in ("restart", "pd-failover", "fine-grained"):
         p = doc["policies"][pol]
         assert len(p["slo_attainment"]["per_trial"]) == 3 and len(p["failed"]["per_trial"]) == 3

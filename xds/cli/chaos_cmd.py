@@ -116,6 +116,12 @@ def _render(doc: dict) -> None:
                       f"{d.get('failed_per_day', 0):,.0f}", f"{d['trials_passing']}/{doc['trials']}")
         c.print(t)
         c.print(f"faults drawn per trial: {doc['faults_per_trial']}")
+        hit = [(i, evs) for i, evs in enumerate(doc.get("trial_faults", [])) if evs]
+        for i, evs in hit[:10]:      # which fault hit what and when (--json has every trial)
+            c.print(f"  trial {i}: " + "; ".join(f"{e['fault']} on {e['target']} at {e['at_s']:,.0f} s"
+                                                 for e in evs))
+        if len(hit) > 10:
+            c.print(f"  ... {len(hit) - 10} more trials with faults (--json lists every trial's faults)")
         for msg in doc.get("warnings", []):
             c.print(f"[yellow]warning:[/] {msg}")
         return

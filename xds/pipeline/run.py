@@ -195,4 +195,5 @@ def run_random(placed, workload, *, rate_per_1000_chip_days: float, hours: float
                                placed.spec.slo.attainment, hours) for pol in pols}
     return random_report(placed, rate_per_1000_chip_days=rate_per_1000_chip_days, hours=hours,
                          trials=trials, seed=seed, faults_per_trial=[len(s.spec.events) for s in scenarios],
-                         stats=stats)
+                         stats=stats, timelines=[[e.model_dump(exclude_none=True) for e in s.spec.events]
+                                                 for s in scenarios])

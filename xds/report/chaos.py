@@ -158,12 +158,17 @@ def t975(df: int) -> float:
 
 
 def random_report(placed, *, rate_per_1000_chip_days: float, hours: float, trials: int, seed: int,
-                  faults_per_trial: list[int], stats: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                  faults_per_trial: list[int], stats: dict[str, dict[str, Any]],
+                  timelines: list[list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """The ``xds chaos --random --json`` document: per-policy ``stats`` of the trials, the faults
-    drawn per trial and the expected count, and a warning when no fault was drawn at all."""
+    drawn per trial and the expected count, each trial's fault timeline (``trial_faults``: which
+    fault hit what and when, ``{at_s, fault, target, duration_s?, factor?}``) so a bad trial can be
+    explained and replayed as a scenario, and a warning when no fault was drawn at all."""
     out: dict[str, Any] = {"plan": placed.spec.name, "trials": trials, "hours": hours,
                            "rate_per_1000_chip_days": rate_per_1000_chip_days, "seed": seed,
                            "faults_per_trial": faults_per_trial, "policies": stats}
+    if timelines is not None:
+        out["trial_faults"] = timelines
     out["passed"] = all(p["trials_passing"] == trials for p in stats.values())
     expected = rate_per_1000_chip_days / 1000.0 * placed.chips * hours / 24.0
     out["expected_faults_per_trial"] = round(expected, 4)
