@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cost import CostModel, Fabric
+from ..cost import CostModel, fabric_on
 from ..engine import KvBandwidth, Pause, RanksDown, SetCost, Slowdown
 from ..errors import XdsError
 from ..plan import expert_shares
@@ -213,15 +213,15 @@ def _alltoall_events(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict, de
                 if key not in rec["instances"]:
                     rec["instances"].append(key)
             # ... and what the instance's all-to-all gets, which prices dispatch/combine
-            new_bw = float(ctx.topo.alltoall_gb_s(moe_dies(inst)[:inst.layout.ep], degradation=deg))
-            old_bw = inst.cost.fabric.gb_s
-            if new_bw < old_bw * (1 - 1e-9):
-                if new_bw <= 0:
+            fab = fabric_on(ctx.topo, moe_dies(inst)[:inst.layout.ep], degradation=deg)
+            new_bw, old_bw = fab.gb_s, inst.cost.fabric.gb_s
+            old_local = inst.cost.fabric.local_gb_s
+            if new_bw < old_bw * (1 - 1e-9) or fab.local_gb_s < old_local * (1 - 1e-9):
+                if new_bw <= 0 or (fab.local_fraction > 0 and fab.local_gb_s <= 0):
                     raise XdsError(f"{ev.fault} on {name} disconnects {pool.role} instance "
                                    f"{inst.index}; model that as node_down", file=ctx.file,
                                    where=f"events[{rec['event']}]")
-                cm = CostModel(ctx.placed.model, ctx.placed.hw, inst.layout,
-                               Fabric(new_bw, inst.cost.fabric.plane))
+                cm = CostModel(ctx.placed.model, ctx.placed.hw, inst.layout, fab)
                 events.append(SetCost(t, pool.role, inst.index, cm, until))
                 if key not in rec["instances"]:
                     rec["instances"].append(key)
