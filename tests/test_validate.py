@@ -54,6 +54,15 @@ def test_loo_differs_from_in_sample_on_calibration_points(doc):
     assert np.median([abs(r["loo_error_pct"]) for r in e2e]) >= np.median([abs(r["in_sample_error_pct"]) for r in e2e])
 
 
+def test_deepep_readme_rows_within_25_pct(doc):
+    """Issue 17: the DeepEP README low-latency rows, priced on h800-ib's topology (same-node peers
+    over NVLink), are within 25 % in sample and leave-one-out."""
+    ll = [r for r in doc["rows"] if r["name"].startswith("DeepEP LL")]
+    assert len(ll) == 12
+    for r in ll:
+        assert abs(r["in_sample_error_pct"]) < 25 and abs(r["loo_error_pct"]) < 25, r
+
+
 def test_in_sample_prediction_is_xds_estimate(doc):
     row = next(r for r in doc["rows"] if r["name"] == "CM decode b96 TPOT")
     est = estimate(batch_per_chip=96, **CM_DECODE)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cost import CostModel, Fabric
+from ..cost import CostModel, fabric_on
 from ..engine import KvAbort, KvBandwidth, KvCorrupt, KvStall, Pause, RanksDown, SetCost, Slowdown
 from ..errors import XdsError
 from ..plan import expert_shares
@@ -247,19 +247,22 @@ def _alltoall_events(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict, de
                 if key not in rec["instances"]:
                     rec["instances"].append(key)
             # ... and what the instance's all-to-all gets, which prices dispatch/combine (with
-            # attention disaggregated, A2E/E2A run between all of its dies): the plan's bandwidth
-            # scaled by what the slowest die keeps on the degraded fabric (lockstep)
+            # attention disaggregated, A2E/E2A run between all of its dies): the plan's fabric with
+            # each leg (scale-out, and on NVLink islands the node-local scale-up leg) scaled by what
+            # the slowest die keeps on the degraded fabric (lockstep)
             group = inst.dies if inst.layout.attention_dies else moe_dies(inst)[:inst.layout.ep]
-            was = float(ctx.topo.alltoall_gb_s(group))
-            old_bw = inst.cost.fabric.gb_s
-            new_bw = old_bw * float(ctx.topo.alltoall_gb_s(group, degradation=deg)) / max(was, 1e-12)
-            if new_bw < old_bw * (1 - 1e-9):
-                if new_bw <= 0:
+            was, now = fabric_on(ctx.topo, group), fabric_on(ctx.topo, group, degradation=deg)
+            old = inst.cost.fabric
+            new_bw = old.gb_s * now.gb_s / max(was.gb_s, 1e-12)
+            new_local = old.local_gb_s * now.local_gb_s / max(was.local_gb_s, 1e-12) if was.local_gb_s else 0.0
+            old_bw = old.gb_s
+            if new_bw < old_bw * (1 - 1e-9) or new_local < old.local_gb_s * (1 - 1e-9):
+                if new_bw <= 0 or (old.local_fraction > 0 and new_local <= 0):
                     raise XdsError(f"{ev.fault} on {name} disconnects {pool.role} instance "
                                    f"{inst.index}; model that as node_down", file=ctx.file,
                                    where=f"events[{rec['event']}]")
-                cm = CostModel(ctx.placed.model, ctx.placed.hw, inst.layout,
-                               Fabric(new_bw, inst.cost.fabric.plane))
+                fab = replace(old, gb_s=new_bw, local_gb_s=new_local)
+                cm = CostModel(ctx.placed.model, ctx.placed.hw, inst.layout, fab)
                 events.append(SetCost(t, pool.role, inst.index, cm, until))
                 if key not in rec["instances"]:
                     rec["instances"].append(key)

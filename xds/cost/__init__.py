@@ -2,7 +2,7 @@
 from per-operator rooflines; ``xds estimate`` and ``xds calibrate`` as functions.
 
 - :mod:`.layout` — :class:`Layout`, :class:`Fabric`, message sizes, layout checks
-- :mod:`.fabric` — the topology → :class:`Fabric` adapter (``fabric_for``, ``default_cluster``)
+- :mod:`.fabric` — the topology → :class:`Fabric` adapter (``fabric_for``, ``fabric_on``, ``default_cluster``)
 - :mod:`.operators` — a model step's operators, each priced by its roofline
 - :mod:`.decode`, :mod:`.prefill`, :mod:`.memory` — a decode step, a prefill batch, the HBM budget
 - :mod:`.costmodel` — :class:`CostModel`, which prices them for one layout
@@ -11,7 +11,7 @@ from per-operator rooflines; ``xds estimate`` and ``xds calibrate`` as functions
 """
 
 from .costmodel import CostModel
-from .fabric import default_cluster, fabric_for
+from .fabric import default_cluster, fabric_for, fabric_on
 from .layout import (
            KV_DTYPES,
            WEIGHT_BYTES,
@@ -23,4 +23,5 @@ from .layout import (
 )
 
 __all__ = ["CostModel", "Fabric", "Layout", "KV_DTYPES", "WEIGHT_BYTES", "check_layout",
-           "combine_bytes_per_copy", "default_cluster", "dispatch_bytes_per_copy", "fabric_for"]
+           "combine_bytes_per_copy", "default_cluster", "dispatch_bytes_per_copy", "fabric_for",
+           "fabric_on"]

@@ -3,7 +3,8 @@
 A points CSV has the ``xds estimate`` flags as columns (``phase``, ``chips``, ``ep``, ``batch_per_chip``,
 ``tokens_per_chip``, ``input_len``, ``output_len``, ``mtp``, ``eplb``, …) plus ``metric`` and
 ``measured``. ``phase`` may also be ``dispatch`` or ``combine`` for communication micro-benchmarks (``ep``
-ranks, ``batch_per_die`` tokens per rank, ``fabric`` scale_up|scale_out, metric ``latency_us``).
+ranks, ``batch_per_die`` tokens per rank, ``fabric`` scale_up|scale_out or a cluster name such as ``h800-ib``
+— the EP group's fabric as that cluster's topology gives it —, metric ``latency_us``).
 
 Communication rows may name the ``kernel`` (``low_latency``, the default, or ``normal``: the
 high-throughput kernel prefill uses, reference §G) and give ``latency_us`` or, for the normal kernel,
@@ -35,9 +36,11 @@ from ..spec.fileio import write_text_atomic
 from ..spec.hardware import Efficiency, HardwareSpec, load_hardware
 from ..spec.model import load_model
 from ..spec.yamlio import read_bytes
+from ..topology import build_topology
 from .bounds import bounds_for
 from .costmodel import CostModel
 from .estimate import EstimateArgs, prepare, price
+from .fabric import fabric_on
 from .layout import Fabric, Layout, combine_bytes_per_copy, dispatch_bytes_per_copy
 from .lsq import levenberg_marquardt
 
@@ -113,6 +116,21 @@ def _parse_row(row: dict[str, str], line: int, file: str) -> dict[str, Any]:
     return out
 
 
+def _cluster_fabric(cluster: str, ep: int, file: str, line: int) -> Fabric:
+    """The fabric an EP``ep`` group gets as ``cluster``'s topology gives it (:func:`.fabric.fabric_on`),
+    on the cluster grown to enough nodes when it has fewer than ``ep`` dies: e.g. ``h800-ib`` reaches
+    same-node peers over NVLink and the rest over IB, as the DeepEP README kernels do (reference §G)."""
+    try:
+        topo = build_topology(cluster)
+        need = -(-ep // topo.dies_per_node)
+        if need > topo.n_nodes:
+            topo = build_topology(cluster, nodes=need)
+    except XdsError as exc:
+        raise XdsError(f"fabric must be scale_up, scale_out or a cluster name such as h800-ib "
+                       f"(got {cluster!r}: {exc.message})", file=file, where=f"line {line}") from None
+    return fabric_on(topo, np.arange(ep))
+
+
 def _comm_predictor(r: dict[str, Any], file: str, line: int) -> Callable[[HardwareSpec], float]:
     model = load_model(r.get("model", "deepseek-r1"))
     ep = r.get("ep")
@@ -120,8 +138,7 @@ def _comm_predictor(r: dict[str, Any], file: str, line: int) -> Callable[[Hardwa
     if not ep or ep < 1:
         raise XdsError("dispatch/combine rows need ep >= 1", file=file, where=f"line {line}")
     plane = r.get("fabric", "scale_up")
-    if plane not in ("scale_up", "scale_out"):
-        raise XdsError(f"fabric must be scale_up or scale_out (got {plane!r})", file=file, where=f"line {line}")
+    topo_fabric = None if plane in ("scale_up", "scale_out") else _cluster_fabric(plane, ep, file, line)
     op = r["phase"]
     kernel = r.get("kernel", "low_latency")
     if kernel not in ("low_latency", "normal"):
@@ -136,7 +153,7 @@ def _comm_predictor(r: dict[str, Any], file: str, line: int) -> Callable[[Hardwa
         gb_s = hw.scale_up_gb_s_per_die if plane == "scale_up" else hw.scale_out_gb_s_per_die
         slots = ep * math.ceil(model.n_routed_experts / ep)
         lay = Layout(dies=ep, ep=ep, dp=ep, routed_slots=slots, quant=quant)
-        cm = CostModel(model, hw, lay, Fabric(gb_s, plane))
+        cm = CostModel(model, hw, lay, topo_fabric or Fabric(gb_s, plane))
         copies = tokens * model.top_k
         per_copy = dispatch_bytes_per_copy(model.hidden, quant) if op == "dispatch" \
             else combine_bytes_per_copy(model.hidden)

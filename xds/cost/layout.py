@@ -68,10 +68,22 @@ class Layout:
 
 @dataclass(frozen=True)
 class Fabric:
-    """Bandwidth the EP all-to-all gets per die (GB/s, unidirectional) and which efficiency applies."""
+    """The links the EP all-to-all of one die runs on.
+
+    ``gb_s``: per-die bandwidth (GB/s, unidirectional) of ``plane``, whose efficiency applies:
+    ``scale_up`` (UB / NVLink) or ``scale_out`` (RDMA / IB). On an NVLink-island cluster an EP group
+    wider than a node reaches its same-node peers over NVLink and only the others over IB (the
+    DeepEP low-latency kernels send to same-node peers over NVLink, reference §G: their reported
+    "RDMA" 98/127 GB/s at EP8 exceeds the 50 GB/s NIC). ``local_fraction`` is that share of the EP
+    peers (the die itself included: dies on its node / EP size, dimensionless, 0 when the whole
+    group is on ``plane``), reached at ``local_gb_s`` (GB/s per die, the scale-up link); the
+    remaining ``1 − local_fraction`` of the bytes crosses ``plane`` at ``gb_s``.
+    """
 
     gb_s: float
     plane: str = "scale_up"     # "scale_up" (UB / NVLink) or "scale_out" (RDMA / IB)
+    local_fraction: float = 0.0  # share of the EP peers on the die's own node, over the scale-up link
+    local_gb_s: float = 0.0      # GB/s per die of that scale-up link (used when local_fraction > 0)
 
 
 def check_layout(model: ModelSpec, lay: Layout) -> None:

@@ -206,16 +206,45 @@ class Operators:
         """
         e = self.e
         if kernel == "bulk":
-            out = self.fabric.plane != "scale_up"
-            eff = e.scale_out_bulk if out else e.scale_up_bulk
-            return e.comm_latency_us + nbytes * self.bulk_dedup / (self.fabric.gb_s * eff * 1e3)
+            return e.comm_latency_us + self.wire_us(nbytes, bulk=True)
         ep = max(self.lay.ep, 2)
         peers = ep if copies is None else np.maximum(ep * -np.expm1(copies * np.log1p(-1.0 / ep)), 2.0)
         t = e.comm_latency_us + e.comm_log_peers_us * np.log2(peers)
-        t = t + nbytes / (self.fabric.gb_s * self.comm_eff * 1e3)
+        t = t + self.wire_us(nbytes)
         if dispatch and self.lay.quant != "bf16":
             t = t + e.dispatch_quant_us * tokens
         return t
+
+    def wire_us(self, nbytes, bulk: bool = False):
+        """µs ``nbytes`` of token copies per die occupy the EP links (payload / bandwidth, no
+        start-up). On one plane: ``nbytes / (gb_s × efficiency)``. With a share ``local_fraction``
+        of the peers on the die's own node over the scale-up link (:class:`~.layout.Fabric`,
+        NVLink-island clusters, reference §G) the two links run concurrently:
+        ``max(remote / (gb_s × scale_out eff), local / (local_gb_s × scale_up eff))``.
+
+        Low-latency kernel: ``remote = (1 − local_fraction) × nbytes``, ``local = local_fraction ×
+        nbytes`` (every copy goes straight to its expert's rank). Bulk kernel (``bulk``): one copy
+        per destination node crosses IB (:attr:`bulk_dedup`), and of the nodes a token goes to the
+        share ``dies per node / EP = local_fraction`` is its own, so ``remote = (1 − local_fraction)
+        × bulk_dedup × nbytes``; the receiving rail GPU forwards the copies inside its node, so
+        NVLink carries ``(1 − 1 / dies per node) × nbytes`` (every copy not for the forwarding die
+        itself). ``*_bulk`` efficiencies apply."""
+        e, f = self.e, self.fabric
+        lf = f.local_fraction
+        if f.plane == "scale_up":
+            eff = e.scale_up_bulk if bulk else e.scale_up
+            return nbytes / (f.gb_s * eff * 1e3)
+        eff_out, eff_up = (e.scale_out_bulk, e.scale_up_bulk) if bulk else (e.scale_out, e.scale_up)
+        remote = nbytes * (1.0 - lf) * (self.bulk_dedup if bulk else 1.0)
+        t = remote / (f.gb_s * eff_out * 1e3)
+        if lf <= 0.0:
+            return t
+        if bulk:
+            per_node = max(round(lf * self.lay.ep), 1)
+            local = nbytes * (1.0 - 1.0 / per_node)
+        else:
+            local = nbytes * lf
+        return np.maximum(t, local / (f.local_gb_s * eff_up * 1e3))
 
     @cached_property
     def bulk_dedup(self) -> float:
@@ -344,5 +373,5 @@ class Operators:
         else:
             ops.moe["experts"], ops.bound["experts"] = tr, bound_of(c, mm)
         ops.moe["combine"] = self.comm_us(copies * self.msg_combine, dispatch=False, copies=tok_max * m.top_k)
-        ops.fabric_us = copies * (self.msg_dispatch + self.msg_combine) / (self.fabric.gb_s * self.comm_eff * 1e3)
+        ops.fabric_us = self.wire_us(copies * (self.msg_dispatch + self.msg_combine))
         ops.bound["combine"] = "communication"
