@@ -81,6 +81,8 @@ def test_size_reports_a_fleet_too_small():
     d = size(model="qwen3-30b-a3b", cluster=str(SMALL_FLEET), rate=3000.0, input_len=1024, output_len=128,
              duration=10.0, workers=1, survive="pod")
     assert d["pods"] <= 8 or not d["passed"]
-    d2 = size(model="qwen3-30b-a3b", cluster=str(SMALL_FLEET), rate=9000.0, input_len=1024, output_len=128,
+    # one 4-node pod (2 prefill + 1 decode instance) carries ~1190 req/s analytically: 12000 req/s
+    # needs 11 pods (9000 would now fit in 8 exactly)
+    d2 = size(model="qwen3-30b-a3b", cluster=str(SMALL_FLEET), rate=12000.0, input_len=1024, output_len=128,
               duration=5.0, workers=1)
-    assert not d2["passed"] and "has 8" in d2["reason"]
+    assert not d2["passed"] and d2["pods"] > 8 and "has 8" in d2["reason"]

@@ -18,8 +18,11 @@ from xds.pipeline import simulate_plan  # noqa: E402
 from xds.size import size  # noqa: E402
 from xds.size.compose import Shape, compose, pod_capacity  # noqa: E402
 
-# small and fast: a 30B MoE, 1K/128 tokens, 20 simulated seconds
-SMALL = dict(model="qwen3-30b-a3b", input_len=1024, output_len=128, duration=20.0, tpot_ms=50.0,
+# small and fast: a 30B MoE, 1K/128 tokens, 20 simulated seconds. The 25 ms TPOT target caps the
+# decode batch (224 per rank, one 1-node decode instance ~1155 req/s analytically) so that 1500 req/s
+# needs at least two instances in BOTH pools (analytic 3 prefill + 2 decode): the bisection has room
+# to go one fewer in each pool.
+SMALL = dict(model="qwen3-30b-a3b", input_len=1024, output_len=128, duration=20.0, tpot_ms=25.0,
              ttft_ms=2000.0, workers=1)
 
 
@@ -118,3 +121,12 @@ def test_trace_rate_rescales_the_trace():
              duration=20.0, workers=1)
     assert d["lengths"]["decode_output"] > d["lengths"]["output_mean"]     # a real distribution
     assert d["workload"]["requests"] > 0
+
+
+def test_predictions_carry_the_cost_model_bands(sized):
+    doc, _ = sized
+    p = doc["predicted"]
+    assert "error_band" not in p and "interval_note" in p
+    for f in ("tpot_ms", "output_throughput_per_chip", "ttft_full_batch_ms"):
+        lo, hi = p[f + "_interval"]
+        assert lo <= p[f] <= hi and lo < hi, (f, p)

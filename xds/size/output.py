@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ..cost.bands import add_intervals
 from ..spec.fileio import write_text_atomic
 from .verify import Verifier, with_counts
 
@@ -40,8 +41,21 @@ def _cost(usd: float | None, chips: int, base_chips: int, tok_s: float) -> dict[
             "headroom_share": round((chips - base_chips) / chips, 4) if chips else 0.0}
 
 
+def _predicted(hw: Any, dec: dict, pre: dict) -> dict[str, Any]:
+    """The cost model's TPOT, throughput and full-batch TTFT of the sized layouts, each with its 90 %
+    band (xds.cost.bands: leave-one-out residuals of xds validate for this hardware x phase x batch class)."""
+    out = {"tpot_ms": round(dec["tpot_ms"], 2),
+           "output_throughput_per_chip": round(dec["output_throughput_per_chip"], 1),
+           "ttft_full_batch_ms": round(pre["ttft_full_batch_ms"], 1)}
+    add_intervals(out, hw, "decode", float(dec["batch_per_rank"]), ("tpot_ms", "output_throughput_per_chip"))
+    add_intervals(out, hw, "prefill", None, ("ttft_full_batch_ms",))
+    if any(k.endswith("_interval") for k in out):
+        out["interval_note"] = "90 % band of the cost model (xds validate leave-one-out residuals)"
+    return out
+
+
 def document(ctx: dict, lay: dict, analytic: dict, ver: Verifier, plan: dict, pods: int, n_p: int, n_d: int,
-             head: dict | None, survive: str, usd: float | None) -> dict[str, Any]:
+             head: dict | None, survive: str, usd: float | None, hw: Any) -> dict[str, Any]:
     """The ``xds size --json`` document for the sized (n_p, n_d) per pod over ``pods`` pods."""
     dec, pre = lay["decode"], lay["prefill"]
     topo = lay["topology"]
@@ -62,10 +76,7 @@ def document(ctx: dict, lay: dict, analytic: dict, ver: Verifier, plan: dict, po
             "layouts": {"decode": lay["decode_public"],
                         "prefill": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in pre.items()}},
             "analytic": analytic,
-            "predicted": {"tpot_ms": round(dec["tpot_ms"], 2),
-                          "output_throughput_per_chip": round(dec["output_throughput_per_chip"], 1),
-                          "ttft_full_batch_ms": round(pre["ttft_full_batch_ms"], 1),
-                          "error_band": None},
+            "predicted": _predicted(hw, dec, pre),
             "sized_without_headroom": {"prefill": n_p, "decode": n_d},
             "simulated": {**sim, "output_throughput_fleet": round(tok_s, 1),
                           "output_throughput_per_chip": round(float(sim["output_throughput"]) / sim["chips"], 1)},

@@ -111,7 +111,7 @@ def size(*, model: str, hardware: str | None = None, cluster: str | None = None,
     if survive in ("die", "node"):
         dur = float(plan["workload"]["duration_s"])
         head = headroom(plan, n_p, n_d, survive, dur / 3.0, seed, ex, shape, progress)
-    doc = document(ctx, lay, analytic, ver, plan, pods, n_p, n_d, head, survive, chip_hour_cost)
+    doc = document(ctx, lay, analytic, ver, plan, pods, n_p, n_d, head, survive, chip_hour_cost, q.hw)
     if topo.n_pods > 1 and doc["pods"] > topo.n_pods:      # the cluster file names the fleet on hand
         doc["passed"] = False
         doc["reason"] = f"needs {doc['pods']} pods; cluster {topo.name} has {topo.n_pods}"
