@@ -327,12 +327,12 @@ def test_ctrl_c_during_out_write_exits_130_and_leaves_no_file(tmp_path, monkeypa
 
 
 def test_ctrl_c_during_simulation_exits_130(tmp_path, monkeypatch):
-    import xds.pipeline
+    import xds.pipeline.run
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(xds.pipeline, "simulate", interrupted)
+    monkeypatch.setattr(xds.pipeline.run, "simulate", interrupted)
     res = run_cli("simulate", PLAN, *SMALL_SIM, "--out", tmp_path / "r.json", "--requests-out",
                   tmp_path / "r.csv")
     assert res.exit_code == 130 and list(tmp_path.iterdir()) == []
