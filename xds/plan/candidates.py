@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..cost import CostModel, Fabric, Layout
-from ..experts.imbalance import expert_layout, step_balancedness
+from ..experts.imbalance import expert_layout, step_balancedness_many
 from ..experts.redundancy import rule_slots
 from ..spec.hardware import HardwareSpec
 from ..spec.model import ModelSpec
@@ -44,7 +44,7 @@ def _balancedness(model: ModelSpec, slots: int, routed: int, seqs: np.ndarray, h
     phy, shares = expert_layout(model.n_routed_experts, slots, routed, hot)
     lo, hi = float(max(seqs.min(), 1.0)), float(max(seqs.max(), 1.0))
     xs = np.geomspace(lo, hi, BAL_SAMPLES) if hi > lo else np.array([lo])
-    ys = np.array([step_balancedness(phy, shares, routed, float(x), m) for x in xs])
+    ys = step_balancedness_many(phy, shares, routed, xs, m)
     if len(xs) == 1:
         return np.full_like(seqs, max(ys[0], 1.0))
     return np.maximum(np.interp(np.log(np.maximum(seqs, 1.0)), np.log(xs), ys), 1.0)
