@@ -11,6 +11,7 @@ from xds.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
+SMALL_POD = str(FIXTURES / "clusters" / "cloudmatrix16n.yaml")   # 16 nodes: searches in seconds
 PLANS = ROOT / "plans"
 
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import FIXTURES, assert_user_error, run_cli  # noqa: E402
+from conftest import FIXTURES, SMALL_POD, assert_user_error, run_cli  # noqa: E402
 
 from xds.pipeline import simulate_plan  # noqa: E402
 from xds.plan.balance import LengthStats, pool_counts, prefill_util  # noqa: E402
@@ -52,8 +52,8 @@ def test_pool_counts_cover_the_rate():
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     out = tmp_path_factory.mktemp("bal") / "best.yaml"
-    doc = run_search(model="deepseek-r1", hardware="ascend-910c", input_len=2048, output_len=256,
-                     tpot_ms=50, out=str(out))
+    doc = run_search(model="deepseek-r1", hardware="ascend-910c", cluster=SMALL_POD, input_len=2048,
+                     output_len=256, tpot_ms=50, out=str(out))
     return doc, out
 
 
@@ -77,7 +77,7 @@ def test_search_plan_runs_decode_near_its_priced_batch(searched):
 def test_search_on_a_trace_replays_that_trace(tmp_path):
     out = tmp_path / "p.yaml"
     doc = run_search(model="deepseek-r1", trace=str(FIXTURES / "traces" / "mooncake_synthetic_trace.jsonl"),
-                     tpot_ms=50, ttft_ms=5000, out=str(out))
+                     cluster=SMALL_POD, tpot_ms=50, ttft_ms=5000, out=str(out))
     L = doc["lengths"]
     assert L["decode_input"] != pytest.approx(L["input_mean"], rel=0.01)   # a real distribution
     assert L["input_pct"] > L["input_mean"]

@@ -7,7 +7,7 @@ import json
 
 import xds.plan.command as plan_command_module
 
-from .conftest import FIXTURES, PLANS, assert_user_error, run_cli
+from .conftest import FIXTURES, PLANS, SMALL_POD, assert_user_error, run_cli
 
 PD = PLANS / "cloudmatrix-infer-pd.yaml"
 SMALL = ("--rate", 4, "--input-len", 512, "--output-len", 16, "--duration", 10)
@@ -122,7 +122,7 @@ def test_batch_per_rank_is_the_name_search_writes_and_plans_read(tmp_path):
     assert_user_error(run_cli("plan", renamed), "batch_per_rank", "not both")
     out = tmp_path / "best.yaml"
     res = run_cli("plan", "--search", "--model", "deepseek-r1", "--hardware", "ascend-910c",
-                  "--out", out)
+                  "--cluster", SMALL_POD, "--out", out)
     assert res.exit_code == 0, res.stderr
     best = yaml.safe_load(out.read_text())
     dec = next(p for p in best["pools"] if p["role"] == "decode")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import PLANS, assert_user_error, run_cli  # noqa: E402
+from conftest import PLANS, SMALL_POD, assert_user_error, run_cli  # noqa: E402
 
 from xds.cost import (  # noqa: E402
     CostModel,
@@ -86,7 +86,8 @@ def test_written_plan_is_accepted(cm384):
 
 
 def test_search_from_plan_file_and_cli_json():
-    res = run_cli("plan", PLANS / "xdeepserve-production.yaml", "--search", "--json")
+    # a small pod keeps the search short; the plan file still supplies model, SLO and workload
+    res = run_cli("plan", PLANS / "xdeepserve-production.yaml", "--search", "--cluster", SMALL_POD, "--json")
     assert res.exit_code in (0, 1), res.stderr
     doc = json.loads(res.stdout)
     assert doc["slo"]["tpot_ms"] == 35 and doc["input_len"] == pytest.approx(1057, abs=5)

@@ -57,6 +57,7 @@ class _Query:
     lengths: LengthStats
     model_ref: str
     trace: str | None = None
+    hardware_ref: str | None = None    # the hardware as the user named it (built-in name or path)
 
 
 def run_search(plan: str | None = None, *, model: str | None = None, hardware: str | None = None,
@@ -98,8 +99,9 @@ def run_search(plan: str | None = None, *, model: str | None = None, hardware: s
     if best is not None:
         doc["prefill"] = _pd_split(q, fab, hot_v, best, pre)
         if out:
-            doc["plan_file"] = write_plan(out, doc, best, q.model_ref, hw.name, topo.name, q.lengths,
-                                          q.hot, q.trace)
+            # the hardware and cluster as the user named them: a path stays a path
+            doc["plan_file"] = write_plan(out, doc, best, q.model_ref, q.hardware_ref or hw.name, q.cluster,
+                                          q.lengths, q.hot, q.trace)
     doc["seconds_total"] = round(time.perf_counter() - t0, 4)
     return doc
 
@@ -204,7 +206,7 @@ def _query(plan: str | None, model: str | None, hardware: str | None, cluster: s
         raise XdsError(f"input + output = {I + O:g} tokens exceeds {m.name}'s context of {m.max_context}",
                        file="--input-len")
     return _Query(m, hw, topo, cluster, I, O, tpot_ms, ttft_ms, hot, lengths, model_ref,
-                  trace if plan is None or trace is not None else None)
+                  trace if plan is None or trace is not None else None, hardware)
 
 
 def _read_lengths(trace: str) -> Any:
