@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import FIXTURES, SMALL_POD, assert_user_error, run_cli  # noqa: E402
 
 from xds.pipeline import simulate_plan  # noqa: E402
-from xds.plan.balance import LengthStats, pool_counts, prefill_util  # noqa: E402
+from xds.plan.balance import DECODE_FILL, LengthStats, pool_counts, prefill_util  # noqa: E402
 from xds.plan.search import run_search  # noqa: E402
 
 
@@ -104,3 +104,18 @@ def test_search_rejects_zero_input_len():
     r = run_cli("plan", "--search", "--trace", str(FIXTURES / "traces" / "azure_llm_2023_conv.csv"),
                 "--input-len", "0")
     assert_user_error(r, "--input-len")
+
+
+def test_search_says_when_the_pod_cannot_feed_its_decode_pool(tmp_path):
+    # 8 nodes: the decode instance leaves room for too few prefill instances to fill its batch
+    small = tmp_path / "cm8.yaml"
+    small.write_text(Path(SMALL_POD).read_text().replace("nodes: 16", "nodes: 8"))
+    r = run_cli("plan", "--search", "--model", "deepseek-r1", "--cluster", str(small), "--input-len", "2048",
+                "--output-len", "256", "--json")
+    p = json.loads(r.stdout)["prefill"]
+    assert p["prefill_capped_by_nodes"] and p["decode_fill_fraction"] < 0.8
+    assert p["decode_fill_fraction"] == pytest.approx(DECODE_FILL * p["system_request_rate_rps"]
+                                                      / p["decode_request_rate_rps"], abs=2e-3)
+    text = run_cli("plan", "--search", "--model", "deepseek-r1", "--cluster", str(small), "--input-len",
+                   "2048", "--output-len", "256").stdout
+    assert "decode pool runs at" in text and "of its priced batch" in text

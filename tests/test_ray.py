@@ -64,6 +64,10 @@ def test_ray_auto_without_a_cluster_is_exit_2(monkeypatch):
     assert_user_error(run_cli("gate", SUITE, "--ray", "nohost"), "HOST:PORT")
 
 
+
+# under pytest-xdist (--dist loadgroup) every test that starts Ray runs on one worker, one at a time
+pytestmark = pytest.mark.xdist_group("ray")
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,

@@ -27,6 +27,10 @@ from xds.spec.model import load_model  # noqa: E402
 from xds.topology import build_topology  # noqa: E402
 
 
+
+# under pytest-xdist (--dist loadgroup) this module runs on one worker: its module fixture is built once
+pytestmark = pytest.mark.xdist_group("test_search")
+
 @pytest.fixture(scope="module")
 def cm384(tmp_path_factory):
     out = tmp_path_factory.mktemp("s") / "best.yaml"

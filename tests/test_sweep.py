@@ -240,6 +240,7 @@ def test_bad_sweep_is_one_line_naming_the_entry(name):
     assert_user_error(run_cli("sweep", str(BAD / name), "--workers", "1"), name, *WHERE[name])
 
 
+@pytest.mark.xdist_group("ray")   # one Ray at a time under pytest-xdist (test_ray.py is in this group)
 def test_sweep_on_a_local_ray_instance_matches_in_process_and_resumes(tmp_path):
     pytest.importorskip("ray")
     path = _write(tmp_path, {"base": {"plan": str(PLAN)}, "run": "estimate",

@@ -24,6 +24,10 @@ from .conftest import PLANS, assert_user_error, run_cli
 CM_DECODE = dict(chips=160, mtp=1, shared_expert_dies=32, redundant_experts=32)
 
 
+
+# under pytest-xdist (--dist loadgroup) this module runs on one worker: its module fixture is built once
+pytestmark = pytest.mark.xdist_group("test_validate")
+
 @pytest.fixture(scope="module")
 def doc():
     return validate()

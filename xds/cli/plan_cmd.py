@@ -107,6 +107,11 @@ def _render_search(doc: dict[str, Any]) -> None:
         p = doc["prefill"]
         c.print(f"prefill: {p['instances']} x {p['chips']} chips ({p['label']}), TTFT {p['ttft_ms']:.0f} ms, "
                 f"{p['input_throughput_per_chip']:,.0f} tok/s/chip")
+        if p.get("prefill_capped_by_nodes"):
+            c.print(f"note: the nodes the decode instance leaves free hold only {p['instances']} prefill "
+                    f"instances; they feed {p['system_request_rate_rps']:g} req/s, so the decode pool runs at "
+                    f"~{p['decode_fill_fraction']:.0%} of its priced batch (more nodes: a larger --cluster; "
+                    "several pods: xds size)")
     if doc.get("plan_file"):
         c.print(f"wrote {doc['plan_file']}")
 

@@ -297,4 +297,7 @@ def _pd_split(q: _Query, fab: Callable[[int], Fabric], hot: float, best: dict,
             "decode_request_rate_rps": round(dec_rate, 2), "decode_fill_batch_per_rank": round(fill_batch, 2),
             # the pair serves the smaller of the two rates (prefill may be capped by the nodes the
             # decode instance leaves free)
-            "system_request_rate_rps": round(system, 2), "prefill_capped_by_nodes": capped}
+            "system_request_rate_rps": round(system, 2), "prefill_capped_by_nodes": capped,
+            # the decode pool's expected mean batch over its priced batch at that rate (Little's law:
+            # concurrency scales with the rate)
+            "decode_fill_fraction": round(DECODE_FILL * system / dec_rate, 3) if dec_rate > 0 else 0.0}
