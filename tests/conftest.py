@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from xds.cli import app
+
+# pytest-xdist workers run with COLUMNS=80 / LINES=24 set; the CLI sizes tables from COLUMNS, so drop
+# them to give every worker the same (pipe) width as a plain `pytest` run
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"

@@ -27,9 +27,6 @@ TRACES = FIXTURES / "traces"
 
 
 
-# under pytest-xdist (--dist loadgroup) this module runs on one worker: its module fixture is built once
-pytestmark = pytest.mark.xdist_group("test_prefix_cache")
-
 @pytest.fixture(scope="module")
 def conv() -> Workload:
     return read_trace(TRACES / "azure_llm_2023_conv.csv")

@@ -168,11 +168,27 @@ def _as_array(store: Any) -> np.ndarray:
     return np.frombuffer(store, dtype=np.int64 if store.typecode == "q" else np.float64).copy()
 
 
+_PARSED: dict[tuple, tuple[dict[str, np.ndarray], int]] = {}
+_PARSED_MAX = 4      # traces kept parsed per process (a chaos --policy all run reads its trace per run)
+
+
 def read_columns(path: Path, fmt: CsvFormat) -> tuple[dict[str, np.ndarray], int]:
     """Stream a CSV trace of format ``fmt``: ``({role: column array}, skipped rows)``.
 
     Token columns are int64, a ``seconds`` column float64 as in the file, a ``timestamp`` column
-    float64 seconds since its earliest row. Rows are kept in file order."""
+    float64 seconds since its earliest row. Rows are kept in file order. The last few files parsed
+    are kept (keyed by path, size and modification time) and returned as fresh copies."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, fmt)
+    if key not in _PARSED:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = _parse_columns(path, fmt)
+    cols, skipped = _PARSED[key]
+    return {r: a.copy() for r, a in cols.items()}, skipped
+
+
+def _parse_columns(path: Path, fmt: CsvFormat) -> tuple[dict[str, np.ndarray], int]:
     rows = read_lines(path)
     cols = header(path, rows)
     # The time column is looked up first, so a header lacking several columns names it.
