@@ -7,13 +7,14 @@ import math
 from functools import lru_cache
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xds.chaos import FaultEvent, Scenario, ScenarioSpec, compile_events, recovery_params
 from xds.chaos.faults import expert_gb
 from xds.chaos.instances import load_s, restart_s, weights_gb
-from xds.engine import Pause, Stall, simulate
+from xds.engine import KvBandwidth, Pause, SetCost, Stall, simulate
 from xds.pipeline import build_workload, run_chaos
 from xds.plan import place
 from xds.report import build_report
@@ -143,6 +144,47 @@ def test_degraded_port_raises_tpot_under_lockstep():
     placed, w = _setup()
     clean = build_report(simulate(placed, w), placed, workload=w)
     assert l1["p99_tpot_ms"] > clean["p99_tpot_ms"]
+
+
+@lru_cache(maxsize=1)
+def _busy():
+    """2.5 s of fixed-length requests at 1,500 req/s: the decode runs big enough batches that its
+    dispatch/combine time shows in TPOT."""
+    return build_workload(load_plan(PLAN), duration=2.5, rate=1500, input_len=128, output_len=256)
+
+
+def test_l2_switches_down_raise_tpot_monotonically():
+    """Each L2 of sub-plane 3 down thins every node's L1-3 uplink (448 -> 420 -> ... GB/s); the
+    faults compound and the lockstep decode slows step by step."""
+    placed, w = _setup()[0], _busy()
+    base = build_report(simulate(placed, w), placed, workload=w)["p99_tpot_ms"]
+    tpot, bw = [base], []
+    for n in (1, 2, 16):
+        doc = run_chaos(placed, w, scen(*({"at_s": 0.0, "fault": "switch_down", "target": f"l2:3/{s}"}
+                                          for s in range(n))), policy="fine-grained")
+        assert doc["completed"] + doc["failed"] == doc["requests_total"]
+        tpot.append(doc["p99_tpot_ms"])
+        bw.append(doc["recovery"][-1]["bandwidth_gb_s"]["decode:0"][1])
+    assert all(a < b for a, b in zip(tpot, tpot[1:])), tpot
+    f = 304 / 319
+    assert bw == [pytest.approx(168 + 26.25 / f, abs=1e-3), pytest.approx(168 + 24.5 / f, abs=1e-3),
+                  168.0]
+
+
+def test_fabric_faults_compound_per_epoch():
+    """Two overlapping L2 faults: one SetCost per epoch (never two at once), the middle one priced
+    on both switches down; the KV path is untouched (RDMA)."""
+    (events, recs), _ = compiled("fine-grained",
+                                 {"at_s": 10, "fault": "switch_down", "target": "l2:3/0",
+                                  "duration_s": 20},
+                                 {"at_s": 20, "fault": "switch_down", "target": "l2:3/1",
+                                  "duration_s": 20})
+    dec = [e for e in events if isinstance(e, SetCost) and e.role == "decode"]
+    assert [(e.at_s, e.until_s) for e in dec] == [(10, 20), (20, 30), (30, 40)]
+    rates = [e.cost.fabric.gb_s for e in dec]
+    assert rates[0] == pytest.approx(rates[2]) and rates[1] < rates[0] < 196
+    assert recs[1]["bandwidth_gb_s"]["decode:0"][0] == pytest.approx(rates[0], abs=1e-3)
+    assert not any(isinstance(e, KvBandwidth) for e in events)
 
 
 def test_hbm_uce_fine_grained_loses_the_rank_kv_others_recompute():
