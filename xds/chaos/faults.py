@@ -36,10 +36,29 @@ class FaultContext:
     policy: RecoveryPolicy
     file: str
     fabric: FabricState = field(default_factory=FabricState)
+    lost_nodes: set[int] = field(default_factory=set)
 
     @property
     def topo(self):
         return self.placed.topology
+
+    @cached_property
+    def pool_nodes(self) -> frozenset[int]:
+        """Nodes whose host DRAM forms the EMS pool: every node the plan uses (reference §B.1)."""
+        dies = np.concatenate([inst.dies for pool in self.placed.pools() for inst in pool.instances])
+        return frozenset(np.unique(self.topo.die_node[dies]).tolist())
+
+    def restore_params(self) -> dict[str, Any]:
+        """``params`` with the store bandwidth weights are restored at now: from the EMS DRAM pool
+        (the default store) each node lost so far takes its share of the pool with it. The pool's
+        bandwidth is assumed spread evenly over its nodes (unpublished; 1,073.6 GB/s is an
+        aggregate), and the lost node's stripe, written through to EVS SSD (reference §E), is read
+        back at no more than the surviving pool's rate (EVS bandwidth unpublished: a lower bound)."""
+        lost = len(self.lost_nodes & self.pool_nodes)
+        if not lost or self.params.get("store", "ems") != "ems":
+            return self.params
+        n = len(self.pool_nodes)
+        return {**self.params, "store_gb_s": self.params["store_gb_s"] * (n - lost) / n}
 
     @cached_property
     def shares(self) -> np.ndarray | None:
@@ -70,8 +89,20 @@ def _until(ev: FaultEvent) -> float | None:
 
 
 def _dies_down(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
-    """die_down / chip_down / node_down: the element's dies are gone for good."""
-    return _die_loss(ctx, ctx.topo.dies_in(name), ev.at_s, None, rec)
+    """die_down / chip_down / node_down: the element's dies are gone for good; a lost node also takes
+    its host DRAM out of the EMS pool every later restore reads from (:meth:`FaultContext.restore_params`)."""
+    dies = ctx.topo.dies_in(name)
+    if name.startswith("node:"):
+        before = ctx.restore_params()["store_gb_s"]
+        ctx.lost_nodes.update(np.unique(ctx.topo.die_node[dies]).tolist())
+        after = ctx.restore_params()["store_gb_s"]
+        if after < before:
+            rec["store_gb_s"] = [round(before, 3), round(after, 3)]
+    events = _die_loss(ctx, dies, ev.at_s, None, rec)
+    if "store_gb_s" in rec:
+        rec["action"] += (f"; the node's DRAM left the EMS pool: weights restored at "
+                          f"{rec['store_gb_s'][1]:,.1f} of {rec['store_gb_s'][0]:,.1f} GB/s")
+    return events
 
 
 def _hbm_uce(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
@@ -115,7 +146,7 @@ def _die_loss(ctx: FaultContext, dies, t: float, back: float | None, rec: dict) 
     for (role, idx), owners in sorted(by_inst.items()):
         rec["instances"].append(f"{role}:{idx}")
         if ctx.policy.restarts(role):
-            end = rec["detected_at_s"] + restart_s(instance(ctx.placed, role, idx), ctx.params)
+            end = rec["detected_at_s"] + restart_s(instance(ctx.placed, role, idx), ctx.restore_params())
             events.append(Pause(t, role, idx, end, "requeue"))
             rec["recovered_at_s"] = max(rec["recovered_at_s"], end)
             rec["full_capacity_at_s"] = rec["recovered_at_s"]   # restarted on spare dies
@@ -175,7 +206,7 @@ def _expert_reload_s(ctx: FaultContext, inst, missing: int, lost: int) -> float:
         return reload
     gb = expert_gb(ctx.placed.model, inst)
     per_die = math.ceil(missing / max(inst.layout.ep - lost, 1))
-    return load_s(missing * gb, per_die * gb, ctx.params)
+    return load_s(missing * gb, per_die * gb, ctx.restore_params())
 
 
 def expert_gb(model, inst) -> float:
@@ -230,7 +261,7 @@ def _glitch(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
     rec["instances"].extend(f"{role}:{idx}" for role, idx in affected)
     rec["duration_s"] = dur
     rec["dies"] = int(sum(len(instance(ctx.placed, r, i).dies) for r, i in affected))
-    events = ctx.policy.glitch(ctx.placed, affected, t, dur, ctx.params, rec) if affected else []
+    events = ctx.policy.glitch(ctx.placed, affected, t, dur, ctx.restore_params(), rec) if affected else []
     if not affected:
         rec["action"] = "no instance's collectives cross it"
         rec["detected_at_s"] = rec["recovered_at_s"] = t
