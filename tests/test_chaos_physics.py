@@ -315,3 +315,20 @@ def test_bad_hccl_and_store_settings_exit_2(tmp_path, recovery, needle):
     sc.write_text("name: s\nrecovery: " + recovery + "\nevents:\n"
                   "  - {at_s: 1, fault: die_down, target: 'die:0'}\n")
     assert_user_error(run_cli("chaos", str(PLAN), "--scenario", str(sc), "--duration", "2"), needle)
+
+
+def test_lost_die_and_thin_fabric_are_priced_together():
+    """A die lost for good (survivors at a worse balancedness) and an L2 down at the same time: the
+    overlap's SetCost carries both, instead of one overwriting the other."""
+    (events, recs), _ = compiled("fine-grained",
+                                 {"at_s": 10, "fault": "die_down", "target": "die:48"},
+                                 {"at_s": 20, "fault": "switch_down", "target": "l2:3/0",
+                                  "duration_s": 10})
+    placed, _ = _setup()
+    base = placed.decode.instances[0]
+    dec = [e for e in events if isinstance(e, SetCost) and e.role == "decode"]
+    end = 10 + 2 + recs[0]["reload_s"]                   # detection + the lost expert's reload
+    assert [(e.at_s, e.until_s) for e in dec] == [(pytest.approx(end), 20), (20, 30), (30, None)]
+    bal = [e.cost.lay.balancedness / base.layout.balancedness for e in dec]
+    assert bal[0] > 1 and bal[0] == bal[1] == bal[2]
+    assert [e.cost.fabric.gb_s for e in dec] == [196.0, pytest.approx(195.5452302631579), 196.0]

@@ -1,12 +1,15 @@
 """Fabric faults (``link_down``, ``switch_down``, ``link_degraded``) and what the degraded fabric
 costs: lost bandwidth slows the lockstep all-to-all of every instance whose dies lose it, and the
-P→D KV transfers whose ends lose it.
+P→D KV transfers whose ends lose it; with the layout changes die losses leave behind, what prices
+each instance's steps over the run.
 
 Concurrent fabric faults compound: the fabric at any time is the topology degraded by every fabric
 fault active then (``Topology.degrade`` with all their failed elements and factors). The run is cut
 into epochs at every fault's start and end; in each epoch every instance whose all-to-all (or KV
-path) is slower than healthy is re-priced for exactly that epoch (``SetCost`` / ``KvBandwidth``
-events that do not overlap), so two L2 switches down cost more than one. Bandwidths GB/s, times s.
+path) is slower than healthy, or whose layout changed (survivors carrying lost expert slots), is
+re-priced for exactly that epoch (``SetCost`` / ``KvBandwidth`` events that do not overlap), so two
+L2 switches down cost more than one and a lost die's balancedness and a thin fabric both hold.
+Bandwidths GB/s, times s.
 """
 
 from __future__ import annotations
@@ -38,10 +41,21 @@ class FabricFault:
 
 @dataclass
 class FabricState:
-    """The fabric faults compiled so far and a cache of the degradations they produce."""
+    """What prices an instance's steps, compiled so far: the fabric faults, each instance's layout
+    changes (``layouts[(role, index)]``: (from s, layout) in time order — survivors carrying lost
+    expert slots at a worse balancedness) and a cache of the degradations."""
 
     faults: list[FabricFault] = field(default_factory=list)
+    layouts: dict[tuple[str, int], list[tuple[float, Any]]] = field(default_factory=dict)
     _cache: dict[tuple, Any] = field(default_factory=dict)
+
+    def layout_at(self, inst, key: tuple[str, int], t: float):
+        """The layout instance ``key`` runs with at ``t`` (s)."""
+        lay = inst.layout
+        for at, new in self.layouts.get(key, []):
+            if at <= t:
+                lay = new
+        return lay
 
     def degradation(self, topo, faults: list[FabricFault]):
         """The topology degraded by all of ``faults`` at once (factors on one element multiply)."""
@@ -150,27 +164,31 @@ def _kv_ratios(ctx, was, now) -> dict[int, float]:
     return out
 
 
-def fabric_events(ctx) -> list:
-    """Engine events of every compiled fabric fault: per epoch between consecutive fault starts /
-    ends, a ``SetCost`` for each instance whose all-to-all is slower than healthy and a
-    ``KvBandwidth`` for each decode instance whose KV path is, both for exactly that epoch."""
-    faults = ctx.fabric.faults
-    if not faults:
-        return []
-    cuts = sorted({f.at_s for f in faults} | {f.until_s for f in faults if f.until_s is not None})
+def cost_events(ctx) -> list:
+    """Engine events of every compiled fabric fault and layout change: per epoch between
+    consecutive fault starts / ends and layout changes, a ``SetCost`` for each instance whose
+    layout differs from the plan's or whose all-to-all is slower than healthy (both at once when
+    both hold), and a ``KvBandwidth`` for each decode instance whose KV path is slower, each for
+    exactly that epoch (so nothing overlaps and nothing overwrites)."""
+    st = ctx.fabric
+    faults = st.faults
+    cuts = sorted({f.at_s for f in faults} | {f.until_s for f in faults if f.until_s is not None}
+                  | {at for changes in st.layouts.values() for at, _ in changes})
     healthy = ctx.topo.degrade([])
     events: list = []
     for i, t in enumerate(cuts):
         until = cuts[i + 1] if i + 1 < len(cuts) else None
-        if not any(f.active(t) for f in faults):
-            continue
-        deg = ctx.fabric.at(ctx.topo, t)
+        live = any(f.active(t) for f in faults)
+        deg = st.at(ctx.topo, t) if live else healthy
         for pool in ctx.placed.pools():
             for inst in pool.instances:
-                fab = _scaled_fabric(ctx.topo, inst, healthy, deg)
-                if _slower(fab, inst.cost.fabric):
-                    cm = CostModel(ctx.placed.model, ctx.placed.hw, inst.layout, fab)
+                lay = st.layout_at(inst, (pool.role, inst.index), t)
+                fab = _scaled_fabric(ctx.topo, inst, healthy, deg) if live else inst.cost.fabric
+                slow = _slower(fab, inst.cost.fabric)
+                if slow or lay is not inst.layout:
+                    cm = CostModel(ctx.placed.model, ctx.placed.hw, lay, fab if slow else inst.cost.fabric)
                     events.append(SetCost(t, pool.role, inst.index, cm, until))
-        for idx, ratio in _kv_ratios(ctx, healthy, deg).items():
-            events.append(KvBandwidth(t, idx, ratio, until))
+        if live:
+            for idx, ratio in _kv_ratios(ctx, healthy, deg).items():
+                events.append(KvBandwidth(t, idx, ratio, until))
     return events

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cost import CostModel
-from ..engine import KvAbort, KvCorrupt, KvStall, Pause, RanksDown, SetCost, Slowdown
+from ..engine import KvAbort, KvCorrupt, KvStall, Pause, RanksDown, Slowdown
 from ..plan import expert_shares
 from ..spec.scenario import FaultEvent
 from ..topology.builders.registry import FAMILIES
@@ -37,6 +36,7 @@ class FaultContext:
     file: str
     fabric: FabricState = field(default_factory=FabricState)
     lost_nodes: set[int] = field(default_factory=set)
+    lost_ep: dict[tuple[str, int], set[int]] = field(default_factory=dict)
 
     @property
     def topo(self):
@@ -183,10 +183,16 @@ def _shed(ctx: FaultContext, role: str, idx: int, owners: list[Owner], t: float,
     if ranks:
         events.append(RanksDown(t, role, idx, ranks, back, "requeue"))
     events.append(Pause(t, role, idx, end, "keep"))
-    if bal_ratio > 1.0 + 1e-9 and back is None:
-        lay = replace(inst.layout, balancedness=inst.layout.balancedness * bal_ratio)
-        events.append(SetCost(end, role, idx, CostModel(ctx.placed.model, ctx.placed.hw, lay, inst.cost.fabric)))
-        actions.append(f"survivors carry the lost slots (balancedness x{bal_ratio:.3f})")
+    if back is None:
+        # every rank this instance has lost for good so far sets the survivors' balancedness
+        gone = ctx.lost_ep.setdefault((role, idx), set())
+        if gone - lost_ep:
+            bal_ratio = expert_state(pool_of(ctx.placed, role), gone | lost_ep, ctx.shares)[1]
+        gone |= lost_ep
+        if bal_ratio > 1.0 + 1e-9:
+            lay = replace(inst.layout, balancedness=inst.layout.balancedness * bal_ratio)
+            ctx.fabric.layouts.setdefault((role, idx), []).append((end, lay))   # priced in .fabric
+            actions.append(f"survivors carry the lost slots (balancedness x{bal_ratio:.3f})")
     rec["recovered_at_s"] = max(rec["recovered_at_s"], end)
     shrink = "shrinks" if back is None else "drops"
     actions.append(f"{role}:{idx} {shrink} {len(ranks)} DP rank(s), their requests recomputed; "
