@@ -7,20 +7,21 @@ import math
 from functools import lru_cache
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xds.chaos import FaultEvent, Scenario, ScenarioSpec, compile_events, recovery_params
 from xds.chaos.faults import expert_gb
 from xds.chaos.instances import load_s, restart_s, weights_gb
-from xds.engine import Pause, Stall, simulate
+from xds.engine import KvBandwidth, Pause, SetCost, Stall, simulate
 from xds.pipeline import build_workload, run_chaos
 from xds.plan import place
 from xds.report import build_report
 from xds.report.chaos import availability_ci, t975, trials_stats
-from xds.spec.plan import load_plan
+from xds.spec.plan import RecoverySpec, load_plan
 
-from .conftest import PLANS
+from .conftest import PLANS, assert_user_error, run_cli
 
 PLAN = PLANS / "cloudmatrix-infer-pd.yaml"
 
@@ -82,7 +83,8 @@ def test_expert_reload_is_bytes_over_bandwidth_and_node_costs_more_than_die():
     (_, rn), params = compiled("fine-grained", {"at_s": 30, "fault": "node_down", "target": "node:3"})
     (_, rd), _ = compiled("fine-grained", {"at_s": 30, "fault": "die_down", "target": "die:48"})
     missing = rn[0]["experts_without_replica"]
-    assert math.isclose(rn[0]["reload_s"], load_s(missing * e, math.ceil(missing / 304) * e, params),
+    pool = params | {"store_gb_s": params["store_gb_s"] * 31 / 32}     # node 3's DRAM left the pool
+    assert math.isclose(rn[0]["reload_s"], load_s(missing * e, math.ceil(missing / 304) * e, pool),
                         rel_tol=1e-5)
     assert rn[0]["dies"] == 16 and rd[0]["dies"] == 1
     assert rn[0]["expert_slots_lost"] > rd[0]["expert_slots_lost"]
@@ -143,6 +145,47 @@ def test_degraded_port_raises_tpot_under_lockstep():
     placed, w = _setup()
     clean = build_report(simulate(placed, w), placed, workload=w)
     assert l1["p99_tpot_ms"] > clean["p99_tpot_ms"]
+
+
+@lru_cache(maxsize=1)
+def _busy():
+    """2.5 s of fixed-length requests at 1,500 req/s: the decode runs big enough batches that its
+    dispatch/combine time shows in TPOT."""
+    return build_workload(load_plan(PLAN), duration=2.5, rate=1500, input_len=128, output_len=256)
+
+
+def test_l2_switches_down_raise_tpot_monotonically():
+    """Each L2 of sub-plane 3 down thins every node's L1-3 uplink (448 -> 420 -> ... GB/s); the
+    faults compound and the lockstep decode slows step by step."""
+    placed, w = _setup()[0], _busy()
+    base = build_report(simulate(placed, w), placed, workload=w)["p99_tpot_ms"]
+    tpot, bw = [base], []
+    for n in (1, 2, 16):
+        doc = run_chaos(placed, w, scen(*({"at_s": 0.0, "fault": "switch_down", "target": f"l2:3/{s}"}
+                                          for s in range(n))), policy="fine-grained")
+        assert doc["completed"] + doc["failed"] == doc["requests_total"]
+        tpot.append(doc["p99_tpot_ms"])
+        bw.append(doc["recovery"][-1]["bandwidth_gb_s"]["decode:0"][1])
+    assert all(a < b for a, b in zip(tpot, tpot[1:])), tpot
+    f = 304 / 319
+    assert bw == [pytest.approx(168 + 26.25 / f, abs=1e-3), pytest.approx(168 + 24.5 / f, abs=1e-3),
+                  168.0]
+
+
+def test_fabric_faults_compound_per_epoch():
+    """Two overlapping L2 faults: one SetCost per epoch (never two at once), the middle one priced
+    on both switches down; the KV path is untouched (RDMA)."""
+    (events, recs), _ = compiled("fine-grained",
+                                 {"at_s": 10, "fault": "switch_down", "target": "l2:3/0",
+                                  "duration_s": 20},
+                                 {"at_s": 20, "fault": "switch_down", "target": "l2:3/1",
+                                  "duration_s": 20})
+    dec = [e for e in events if isinstance(e, SetCost) and e.role == "decode"]
+    assert [(e.at_s, e.until_s) for e in dec] == [(10, 20), (20, 30), (30, 40)]
+    rates = [e.cost.fabric.gb_s for e in dec]
+    assert rates[0] == pytest.approx(rates[2]) and rates[1] < rates[0] < 196
+    assert recs[1]["bandwidth_gb_s"]["decode:0"][0] == pytest.approx(rates[0], abs=1e-3)
+    assert not any(isinstance(e, KvBandwidth) for e in events)
 
 
 def test_hbm_uce_fine_grained_loses_the_rank_kv_others_recompute():
@@ -221,3 +264,71 @@ def test_losing_every_routed_rank_leaves_every_expert_without_a_replica():
     assert expert_state(pool, {0, 1, 2, 3}, shares) == (4, 1.0)
     missing, ratio = expert_state(pool, {0}, shares)
     assert missing == 0 and ratio >= 1.0
+
+
+# ------------------------------------------------------------------ node vs die under restart
+
+
+def test_restart_after_node_loss_reads_weights_from_a_smaller_pool():
+    """The EMS pool is the host DRAM of the plan's 32 nodes: a lost node takes 1/32 of it, so the
+    restart's 6,144 GB restore runs at 31/32 of 1,073.6 GB/s; a lost die leaves the pool whole."""
+    placed, _ = _setup()
+    inst = placed.decode.instances[0]
+    (_, rn), _ = compiled("restart", {"at_s": 30, "fault": "node_down", "target": "node:3"})
+    (_, rd), _ = compiled("restart", {"at_s": 30, "fault": "die_down", "target": "die:48"})
+    total = len(inst.dies) * weights_gb(inst)
+    assert rn[0]["store_gb_s"] == [1073.6, round(1073.6 * 31 / 32, 3)]
+    assert math.isclose(rn[0]["recovered_at_s"], 30 + 10 + 10 + total / (1073.6 * 31 / 32), rel_tol=1e-12)
+    assert math.isclose(rd[0]["recovered_at_s"], 30 + 10 + 10 + total / 1073.6, rel_tol=1e-12)
+    assert "left the EMS pool" in rn[0]["action"] and "store_gb_s" not in rd[0]
+
+
+def test_obs_store_is_slow_but_does_not_shrink_with_a_node():
+    placed, _ = _setup()
+    rec = RecoverySpec(store="obs")
+    p = recovery_params(rec, None, "restart")
+    assert p["store_gb_s"] == 2.5 and p["store"] == "obs"
+    ev = scen({"at_s": 30, "fault": "node_down", "target": "node:3"})
+    _, rn = compile_events(placed, ev, p)
+    assert "store_gb_s" not in rn[0]
+
+
+def test_hccl_settings_set_the_retry_window():
+    """4.096 us x 2^timeout x retry count: 18 and 3 give 3.221 s, so a 5 s glitch escalates."""
+    placed, _ = _setup()
+    assert recovery_params(RecoverySpec(), None, "restart")["retry_window_s"] == 30.065
+    p = recovery_params(RecoverySpec(hccl_rdma_timeout=18), RecoverySpec(hccl_rdma_retry_cnt=3),
+                        "fine-grained")
+    assert p["retry_window_s"] == round(4.096e-6 * 2 ** 18 * 3, 3) == 3.221
+    _, recs = compile_events(placed, scen({"at_s": 30, "fault": "network_glitch", "target": "l2:0/0",
+                                           "duration_s": 5}), p)
+    assert recs[0]["action"].startswith("escalated") and math.isclose(recs[0]["detected_at_s"], 33.221)
+
+
+@pytest.mark.parametrize("recovery,needle", [
+    ("{hccl_rdma_timeout: 30}", "hccl_rdma_timeout"), ("{hccl_rdma_retry_cnt: 0}", "hccl_rdma_retry_cnt"),
+    ("{hccl_rdma_timeout: 18, retry_window_s: 3}", "either retry_window_s"),
+    ("{store: s3}", "store"),
+])
+def test_bad_hccl_and_store_settings_exit_2(tmp_path, recovery, needle):
+    sc = tmp_path / "s.yaml"
+    sc.write_text("name: s\nrecovery: " + recovery + "\nevents:\n"
+                  "  - {at_s: 1, fault: die_down, target: 'die:0'}\n")
+    assert_user_error(run_cli("chaos", str(PLAN), "--scenario", str(sc), "--duration", "2"), needle)
+
+
+def test_lost_die_and_thin_fabric_are_priced_together():
+    """A die lost for good (survivors at a worse balancedness) and an L2 down at the same time: the
+    overlap's SetCost carries both, instead of one overwriting the other."""
+    (events, recs), _ = compiled("fine-grained",
+                                 {"at_s": 10, "fault": "die_down", "target": "die:48"},
+                                 {"at_s": 20, "fault": "switch_down", "target": "l2:3/0",
+                                  "duration_s": 10})
+    placed, _ = _setup()
+    base = placed.decode.instances[0]
+    dec = [e for e in events if isinstance(e, SetCost) and e.role == "decode"]
+    end = 10 + 2 + recs[0]["reload_s"]                   # detection + the lost expert's reload
+    assert [(e.at_s, e.until_s) for e in dec] == [(pytest.approx(end), 20), (20, 30), (30, None)]
+    bal = [e.cost.lay.balancedness / base.layout.balancedness for e in dec]
+    assert bal[0] > 1 and bal[0] == bal[1] == bal[2]
+    assert [e.cost.fabric.gb_s for e in dec] == [196.0, pytest.approx(195.5452302631579), 196.0]

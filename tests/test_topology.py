@@ -145,6 +145,28 @@ def test_l2_switch_down_is_small(cm):
     assert deg.path("die:0", "die:17")["bandwidth_gb_s"] == 196
 
 
+def test_alltoall_counts_each_sub_plane_on_its_own(cm):
+    """A die's traffic on link k leaves the node only through sub-plane k: with L2 switches of
+    sub-plane 3 down, the 320-die all-to-all (f_remote = 304/319) gets
+    6 x 28 + min(28, share_3 / f) per die, not min(196, sum of shares / f)."""
+    dies = np.arange(320)
+    f = 304 / 319
+    for n in range(0, 17):
+        deg = cm.degrade([f"l2:3/{s}" for s in range(n)])
+        share = 28.0 * (16 - n) / 16                       # each L1 chip 3: (16 - n) x 28 of 448
+        assert deg.alltoall_gb_s(dies) == pytest.approx(168.0 + min(28.0, share / f), rel=1e-12)
+    assert cm.degrade(["l2:3/12"]).alltoall_gb_s(dies) == pytest.approx(195.5452302631579)
+    # one uplink of node 5: only sets spanning node 5 slow down
+    deg = cm.degrade(["link:node:5-l2:3/12"])
+    assert deg.alltoall_gb_s(dies) == pytest.approx(168.0 + 26.25 / f)
+    assert deg.alltoall_gb_s(np.arange(320, 640)) == 196
+    # two nodes (f = 16/31): 26.25 / f > 28, the link still runs at line rate
+    assert cm.degrade(["l2:3/12"]).alltoall_gb_s(np.arange(32)) == 196
+    # one L2 per sub-plane: every link loses the same, 7 x 26.25 / f
+    deg = cm.degrade([f"l2:{k}/0" for k in range(7)])
+    assert deg.alltoall_gb_s(dies) == pytest.approx(7 * 26.25 / f)
+
+
 def test_link_failures_and_factors(cm):
     deg = cm.degrade(["link:node:5-l2:3/12"])
     assert deg.path("node:5", "node:6")["bandwidth_gb_s"] == pytest.approx(3136 - 28)

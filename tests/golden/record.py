@@ -21,7 +21,7 @@ WALL_CLOCK = {"seconds", "seconds_total", "candidates_per_s", "wall_s", "timing"
 FULL_LIMIT = 40_000          # canonical JSON longer than this is stored as a digest + scalars
 
 FAULTS = ["chip_down", "die_down", "hbm_uce", "l1_down", "link_degraded", "link_down",
-          "network_glitch", "node_down", "straggler", "switch_down"]
+          "network_glitch", "node_down", "rdma_glitch_long", "straggler", "switch_down"]
 
 CASES: dict[str, list[str]] = {
     "simulate_pd": ["simulate", "plans/cloudmatrix-infer-pd.yaml"],

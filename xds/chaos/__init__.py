@@ -8,7 +8,8 @@ reload), a slower step (straggler, lost bandwidth, worse expert balance), or a r
 ``fine-grained``) decides which perturbations and how long each lasts.
 
 Modules: :mod:`.policies` (policies and their time costs), :mod:`.faults` (one handler per fault
-kind), :mod:`.compile` (scenario → events), :mod:`.random` (Monte Carlo timelines),
+kind), :mod:`.fabric` (fabric faults compound; per-epoch re-pricing), :mod:`.compile` (scenario →
+events), :mod:`.random` (Monte Carlo timelines),
 :mod:`.instances` / :mod:`.replicas` (what a lost die takes with it). Running the engine on the
 compiled events and reporting lives above this layer (:mod:`xds.report.chaos`) and the pipeline (:func:`xds.pipeline.run_chaos`).
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import XdsError
 from ..spec.scenario import Scenario
+from .fabric import cost_events
 from .faults import KINDS, FaultContext
 from .instances import die_owners
 from .policies import policy_of
@@ -37,6 +38,7 @@ def compile_events(placed, scenario: Scenario, params: dict[str, Any]) -> tuple[
                "action": ""}
         events += KINDS[ev.fault].handle(ctx, ev, name, rec)
         records.append(rec)
+    events += cost_events(ctx)   # fabric faults and layout changes compound, priced per epoch (.fabric)
     return events, records
 
 

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from ..cost import CostModel, fabric_on
-from ..engine import KvAbort, KvBandwidth, KvCorrupt, KvStall, Pause, RanksDown, SetCost, Slowdown
-from ..errors import XdsError
+from ..engine import KvAbort, KvCorrupt, KvStall, Pause, RanksDown, Slowdown
 from ..plan import expert_shares
 from ..spec.scenario import FaultEvent
 from ..topology.builders.registry import FAMILIES
-from .instances import Owner, instance, load_s, moe_dies, pool_of, restart_s
+from .fabric import FabricFault, FabricState, reroute
+from .instances import Owner, instance, load_s, pool_of, restart_s
 from .policies import RecoveryPolicy
 from .replicas import expert_state
 
@@ -28,17 +27,38 @@ from .replicas import expert_state
 @dataclass
 class FaultContext:
     """What every handler needs: the placed plan, its die owners, the merged recovery ``params``
-    and their policy, and the scenario file (for errors)."""
+    and their policy, the scenario file (for errors) and the fabric faults compiled so far."""
 
     placed: Any
     owners: dict[int, Owner]
     params: dict[str, Any]
     policy: RecoveryPolicy
     file: str
+    fabric: FabricState = field(default_factory=FabricState)
+    lost_nodes: set[int] = field(default_factory=set)
+    lost_ep: dict[tuple[str, int], set[int]] = field(default_factory=dict)
 
     @property
     def topo(self):
         return self.placed.topology
+
+    @cached_property
+    def pool_nodes(self) -> frozenset[int]:
+        """Nodes whose host DRAM forms the EMS pool: every node the plan uses (reference §B.1)."""
+        dies = np.concatenate([inst.dies for pool in self.placed.pools() for inst in pool.instances])
+        return frozenset(np.unique(self.topo.die_node[dies]).tolist())
+
+    def restore_params(self) -> dict[str, Any]:
+        """``params`` with the store bandwidth weights are restored at now: from the EMS DRAM pool
+        (the default store) each node lost so far takes its share of the pool with it. The pool's
+        bandwidth is assumed spread evenly over its nodes (unpublished; 1,073.6 GB/s is an
+        aggregate), and the lost node's stripe, written through to EVS SSD (reference §E), is read
+        back at no more than the surviving pool's rate (EVS bandwidth unpublished: a lower bound)."""
+        lost = len(self.lost_nodes & self.pool_nodes)
+        if not lost or self.params.get("store", "ems") != "ems":
+            return self.params
+        n = len(self.pool_nodes)
+        return {**self.params, "store_gb_s": self.params["store_gb_s"] * (n - lost) / n}
 
     @cached_property
     def shares(self) -> np.ndarray | None:
@@ -69,8 +89,20 @@ def _until(ev: FaultEvent) -> float | None:
 
 
 def _dies_down(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
-    """die_down / chip_down / node_down: the element's dies are gone for good."""
-    return _die_loss(ctx, ctx.topo.dies_in(name), ev.at_s, None, rec)
+    """die_down / chip_down / node_down: the element's dies are gone for good; a lost node also takes
+    its host DRAM out of the EMS pool every later restore reads from (:meth:`FaultContext.restore_params`)."""
+    dies = ctx.topo.dies_in(name)
+    if name.startswith("node:"):
+        before = ctx.restore_params()["store_gb_s"]
+        ctx.lost_nodes.update(np.unique(ctx.topo.die_node[dies]).tolist())
+        after = ctx.restore_params()["store_gb_s"]
+        if after < before:
+            rec["store_gb_s"] = [round(before, 3), round(after, 3)]
+    events = _die_loss(ctx, dies, ev.at_s, None, rec)
+    if "store_gb_s" in rec:
+        rec["action"] += (f"; the node's DRAM left the EMS pool: weights restored at "
+                          f"{rec['store_gb_s'][1]:,.1f} of {rec['store_gb_s'][0]:,.1f} GB/s")
+    return events
 
 
 def _hbm_uce(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
@@ -114,7 +146,7 @@ def _die_loss(ctx: FaultContext, dies, t: float, back: float | None, rec: dict) 
     for (role, idx), owners in sorted(by_inst.items()):
         rec["instances"].append(f"{role}:{idx}")
         if ctx.policy.restarts(role):
-            end = rec["detected_at_s"] + restart_s(instance(ctx.placed, role, idx), ctx.params)
+            end = rec["detected_at_s"] + restart_s(instance(ctx.placed, role, idx), ctx.restore_params())
             events.append(Pause(t, role, idx, end, "requeue"))
             rec["recovered_at_s"] = max(rec["recovered_at_s"], end)
             rec["full_capacity_at_s"] = rec["recovered_at_s"]   # restarted on spare dies
@@ -151,10 +183,16 @@ def _shed(ctx: FaultContext, role: str, idx: int, owners: list[Owner], t: float,
     if ranks:
         events.append(RanksDown(t, role, idx, ranks, back, "requeue"))
     events.append(Pause(t, role, idx, end, "keep"))
-    if bal_ratio > 1.0 + 1e-9 and back is None:
-        lay = replace(inst.layout, balancedness=inst.layout.balancedness * bal_ratio)
-        events.append(SetCost(end, role, idx, CostModel(ctx.placed.model, ctx.placed.hw, lay, inst.cost.fabric)))
-        actions.append(f"survivors carry the lost slots (balancedness x{bal_ratio:.3f})")
+    if back is None:
+        # every rank this instance has lost for good so far sets the survivors' balancedness
+        gone = ctx.lost_ep.setdefault((role, idx), set())
+        if gone - lost_ep:
+            bal_ratio = expert_state(pool_of(ctx.placed, role), gone | lost_ep, ctx.shares)[1]
+        gone |= lost_ep
+        if bal_ratio > 1.0 + 1e-9:
+            lay = replace(inst.layout, balancedness=inst.layout.balancedness * bal_ratio)
+            ctx.fabric.layouts.setdefault((role, idx), []).append((end, lay))   # priced in .fabric
+            actions.append(f"survivors carry the lost slots (balancedness x{bal_ratio:.3f})")
     rec["recovered_at_s"] = max(rec["recovered_at_s"], end)
     shrink = "shrinks" if back is None else "drops"
     actions.append(f"{role}:{idx} {shrink} {len(ranks)} DP rank(s), their requests recomputed; "
@@ -174,7 +212,7 @@ def _expert_reload_s(ctx: FaultContext, inst, missing: int, lost: int) -> float:
         return reload
     gb = expert_gb(ctx.placed.model, inst)
     per_die = math.ceil(missing / max(inst.layout.ep - lost, 1))
-    return load_s(missing * gb, per_die * gb, ctx.params)
+    return load_s(missing * gb, per_die * gb, ctx.restore_params())
 
 
 def expert_gb(model, inst) -> float:
@@ -205,87 +243,14 @@ def _straggler(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
 
 
 def _element_down(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
-    """link_down / switch_down: traffic re-routes around the element."""
-    return _reroute(ctx, ev, name, rec, ctx.topo.degrade([name], None))
+    """link_down / switch_down: traffic re-routes around the element (:mod:`.fabric`)."""
+    return reroute(ctx, ev, name, rec, FabricFault(ev.at_s, _until(ev), failed=(name,)))
 
 
 def _link_degraded(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
-    """A link left with ``factor`` of its bandwidth."""
-    return _reroute(ctx, ev, name, rec, ctx.topo.degrade([], {name: float(ev.factor)}))
-
-
-def _reroute(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict, deg) -> list:
-    """Re-price every instance's all-to-all and every P→D KV transfer on the ``deg``raded fabric."""
-    t, until = ev.at_s, _until(ev)
-    healthy = ctx.topo.degrade([])
-    events = _alltoall_events(ctx, ev, name, rec, deg, healthy, t, until)
-    events += _kv_events(ctx, rec, deg, healthy, t, until)
-    rec["action"] = ("traffic re-routed over the remaining paths; all-to-all bandwidth lower"
-                     if "bandwidth_gb_s" in rec else
-                     "traffic re-routed; uplink capacity lower but the all-to-all still fits")
-    used = np.fromiter(ctx.owners, dtype=np.int64)
-    rec["dies"] = int(np.sum(deg.ub_gb_s_per_die[used] < healthy.ub_gb_s_per_die[used] * (1 - 1e-9)))
-    rec["detected_at_s"] = t
-    rec["recovered_at_s"] = t
-    rec["full_capacity_at_s"] = until
-    return events
-
-
-def _alltoall_events(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict, deg, healthy,
-                     t: float, until: float | None) -> list:
-    """Record each instance's lost uplink (GB/s per die) and re-cost the instances whose all-to-all
-    bandwidth (GB/s) drops."""
-    events = []
-    for pool in ctx.placed.pools():
-        for inst in pool.instances:
-            key = f"{pool.role}:{inst.index}"
-            # what the graph says each die can still push off its node (always recorded) ...
-            up_old = float(np.min(healthy.ub_gb_s_per_die[inst.dies]))
-            up_new = float(np.min(deg.ub_gb_s_per_die[inst.dies]))
-            if up_new < up_old * (1 - 1e-9):
-                rec.setdefault("uplink_gb_s_per_die", {})[key] = [round(up_old, 3), round(up_new, 3)]
-                if key not in rec["instances"]:
-                    rec["instances"].append(key)
-            # ... and what the instance's all-to-all gets, which prices dispatch/combine (with
-            # attention disaggregated, A2E/E2A run between all of its dies): the plan's fabric with
-            # each leg (scale-out, and on NVLink islands the node-local scale-up leg) scaled by what
-            # the slowest die keeps on the degraded fabric (lockstep)
-            group = inst.dies if inst.layout.attention_dies else moe_dies(inst)[:inst.layout.ep]
-            was, now = fabric_on(ctx.topo, group), fabric_on(ctx.topo, group, degradation=deg)
-            old = inst.cost.fabric
-            new_bw = old.gb_s * now.gb_s / max(was.gb_s, 1e-12)
-            new_local = old.local_gb_s * now.local_gb_s / max(was.local_gb_s, 1e-12) if was.local_gb_s else 0.0
-            old_bw = old.gb_s
-            if new_bw < old_bw * (1 - 1e-9) or new_local < old.local_gb_s * (1 - 1e-9):
-                if new_bw <= 0 or (old.local_fraction > 0 and new_local <= 0):
-                    raise XdsError(f"{ev.fault} on {name} disconnects {pool.role} instance "
-                                   f"{inst.index}; model that as node_down", file=ctx.file,
-                                   where=f"events[{rec['event']}]")
-                fab = replace(old, gb_s=new_bw, local_gb_s=new_local)
-                cm = CostModel(ctx.placed.model, ctx.placed.hw, inst.layout, fab)
-                events.append(SetCost(t, pool.role, inst.index, cm, until))
-                if key not in rec["instances"]:
-                    rec["instances"].append(key)
-                rec.setdefault("bandwidth_gb_s", {})[key] = [round(old_bw, 3), round(new_bw, 3)]
-    return events
-
-
-def _kv_events(ctx: FaultContext, rec: dict, deg, healthy, t: float, until: float | None) -> list:
-    """P->D KV transfers ride the RDMA plane (or UB, per the plan): the slowest end of the transfer,
-    prefill or decode die, sets the new rate into each decode instance."""
-    placed = ctx.placed
-    kv_ub = placed.spec.kv_transfer.plane == "ub"
-    new_kv = deg.ub_gb_s_per_die if kv_ub else deg.rdma_gb_s_per_die
-    old_kv = healthy.ub_gb_s_per_die if kv_ub else healthy.rdma_gb_s_per_die
-    senders = [inst.dies for inst in placed.prefill.instances] if placed.prefill else []
-    events = []
-    for inst in placed.decode.instances:
-        ends = np.concatenate(senders + [inst.dies])
-        ratio = float(np.min(new_kv[ends] / np.maximum(old_kv[ends], 1e-12)))
-        if ratio < 1 - 1e-9 and ratio > 0:
-            events.append(KvBandwidth(t, inst.index, ratio, until))
-            rec.setdefault("kv_transfer_factor", {})[f"decode:{inst.index}"] = round(ratio, 4)
-    return events
+    """A link left with ``factor`` of its bandwidth (:mod:`.fabric`)."""
+    return reroute(ctx, ev, name, rec,
+                   FabricFault(ev.at_s, _until(ev), factors=((name, float(ev.factor)),)))
 
 
 # ------------------------------------------------------------------------------ network glitch
@@ -302,7 +267,7 @@ def _glitch(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
     rec["instances"].extend(f"{role}:{idx}" for role, idx in affected)
     rec["duration_s"] = dur
     rec["dies"] = int(sum(len(instance(ctx.placed, r, i).dies) for r, i in affected))
-    events = ctx.policy.glitch(ctx.placed, affected, t, dur, ctx.params, rec) if affected else []
+    events = ctx.policy.glitch(ctx.placed, affected, t, dur, ctx.restore_params(), rec) if affected else []
     if not affected:
         rec["action"] = "no instance's collectives cross it"
         rec["detected_at_s"] = rec["recovered_at_s"] = t

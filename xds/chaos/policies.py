@@ -20,17 +20,33 @@ from .instances import instance, restart_s
 REGISTRY: dict[str, RecoveryPolicy] = {}
 
 # Time costs every policy shares (fixtures/faults/SOURCES.md has the derivations):
-# - retry_window_s: how long the transport retries a stalled transfer before it errors: CANN's HCCL
-#   defaults HCCL_RDMA_TIMEOUT=20 (4.096 µs x 2^20 = 4.29 s per attempt) x HCCL_RDMA_RETRY_CNT=7.
-# - store_gb_s: aggregate read bandwidth of the store weights are restored from; the EMS DRAM pool
-#   warm-starts 8 instances of the 671 GB INT8 model in ~5 s (reference §C.3, CMv3 Table 1), i.e.
-#   8 x 671 / 5 GB/s. From OBS over VPC it would be 2.5 GB/s (same source): set store_gb_s: 2.5.
+# - retry_window_s: how long the transport retries a stalled RDMA transfer before it errors. CANN's
+#   HCCL environment variables (CANN environment-variable reference, collective communication):
+#   HCCL_RDMA_TIMEOUT sets the NIC's retransmission timeout 4.096 us x 2^HCCL_RDMA_TIMEOUT (integer
+#   in [5, 20], default 20: 4.29 s) and HCCL_RDMA_RETRY_CNT the retransmissions (integer in [1, 7],
+#   default 7): 4.096 us x 2^20 x 7 = 30.065 s. The recovery block sets them as hccl_rdma_timeout /
+#   hccl_rdma_retry_cnt, or the window directly as retry_window_s.
+# - store / store_gb_s: aggregate read bandwidth of the store weights are restored from. ems: the EMS
+#   DRAM pool warm-starts 8 instances of the 671 GB INT8 model in ~5 s (reference §C.3, CMv3 Table
+#   1), i.e. 8 x 671 / 5 GB/s; the pool is the host DRAM of the plan's nodes (§B.1), so a lost node
+#   takes its share with it (xds/chaos/faults.py). obs: one instance loads from OBS at 2.5 GB/s
+#   over VPC (same source), whatever nodes are lost.
 # - reload_gb_s: what one die can pull from host DRAM over UB, NPU-CPU read 147 GB/s (reference §A.4,
 #   CMv2 Table 1) — the per-die cap on that parallel restore.
 # - warmup_s: graph warm-up with cached compilation, 6-10 s (ReviveMoE, reference §E): 10 s.
 # - uce_remap_s: HBM multi-bit ECC recovered in about a minute (Huawei, fault_reference_rates.csv).
-SHARED: dict[str, float] = {
-    "retry_window_s": round(4.096e-6 * 2 ** 20 * 7, 3), "store_gb_s": 671.0 * 8 / 5.0,
+HCCL_RDMA_TIMEOUT, HCCL_RDMA_RETRY_CNT = 20, 7
+STORE_GB_S = {"ems": 671.0 * 8 / 5.0, "obs": 2.5}
+
+
+def retry_window_s(timeout: int = HCCL_RDMA_TIMEOUT, retry_cnt: int = HCCL_RDMA_RETRY_CNT) -> float:
+    """How long HCCL retransmits a stalled RDMA transfer before it errors (s):
+    ``4.096 µs × 2^HCCL_RDMA_TIMEOUT × HCCL_RDMA_RETRY_CNT``."""
+    return round(4.096e-6 * 2 ** timeout * retry_cnt, 3)
+
+
+SHARED: dict[str, Any] = {
+    "retry_window_s": retry_window_s(), "store_gb_s": STORE_GB_S["ems"],
     "reload_gb_s": 147.0, "warmup_s": 10.0, "uce_remap_s": 60.0}
 
 
@@ -159,19 +175,33 @@ POLICY_DEFAULTS: dict[str, dict[str, float]] = {n: p.defaults for n, p in REGIST
 
 
 def recovery_params(plan_rec: RecoverySpec, scen_rec: RecoverySpec | None, policy: str | None) -> dict[str, Any]:
-    """Merge policy defaults ← plan ``recovery:`` ← scenario ``recovery:`` ← ``--policy``."""
+    """Merge policy defaults ← plan ``recovery:`` ← scenario ``recovery:`` ← ``--policy``. The HCCL
+    settings give ``retry_window_s`` (:func:`retry_window_s`) and ``store: obs`` its 2.5 GB/s,
+    unless the window or ``store_gb_s`` is set as well."""
     pol = policy or (scen_rec.policy if scen_rec is not None and "policy" in scen_rec.model_fields_set
                      else plan_rec.policy)
     if pol not in POLICIES:
         raise XdsError(f"unknown policy {pol!r} (allowed: {', '.join(POLICIES)}, all)", file="--policy")
     out: dict[str, Any] = dict(POLICY_DEFAULTS[pol])
     out.update(policy=pol, restart_s=None, expert_reload_s=None)
+    given: set[str] = set()
     for rec in (plan_rec, scen_rec):
         if rec is None:
             continue
         for k in rec.model_fields_set:
             if k != "policy" and getattr(rec, k) is not None:
                 out[k] = getattr(rec, k)
+                given.add(k)
+    hccl = given & {"hccl_rdma_timeout", "hccl_rdma_retry_cnt"}
+    if hccl and "retry_window_s" in given:
+        raise XdsError("set either retry_window_s or hccl_rdma_timeout / hccl_rdma_retry_cnt, not "
+                       "both (the window is 4.096 us x 2^timeout x retry count)",
+                       where="recovery.retry_window_s")
+    if hccl:
+        out["retry_window_s"] = retry_window_s(out.get("hccl_rdma_timeout", HCCL_RDMA_TIMEOUT),
+                                               out.get("hccl_rdma_retry_cnt", HCCL_RDMA_RETRY_CNT))
+    if "store_gb_s" not in given:
+        out["store_gb_s"] = STORE_GB_S[out.get("store", "ems")]
     return out
 
 

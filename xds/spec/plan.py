@@ -148,6 +148,11 @@ class RecoverySpec(Strict):
     expert_reload_s: float | None = Field(None, ge=0)
     uce_remap_s: float | None = Field(None, ge=0)
     retry_window_s: float | None = Field(None, ge=0)
+    # CANN HCCL: retry window = 4.096 us x 2^hccl_rdma_timeout x hccl_rdma_retry_cnt (ranges of the
+    # HCCL_RDMA_TIMEOUT / HCCL_RDMA_RETRY_CNT environment variables; defaults 20 and 7)
+    hccl_rdma_timeout: int | None = Field(None, ge=5, le=20)
+    hccl_rdma_retry_cnt: int | None = Field(None, ge=1, le=7)
+    store: Literal["ems", "obs"] | None = None   # where weights are restored from (reference §C.3)
     store_gb_s: float | None = Field(None, gt=0)
 
 

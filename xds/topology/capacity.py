@@ -67,6 +67,7 @@ class Derived:
     cross: np.ndarray       # cloudmatrix: cross-node UB share; rail: = inject (NVLink stays in node)
     scale_out: np.ndarray   # RDMA / IB per die, including leaf-uplink limits
     die_l1_prefix: np.ndarray  # cumulative die_l1 over dies, shape (D+1, P): O(1) set sums
+    cross_k: np.ndarray     # (D, P) cross-node share per node switch / sub-plane k; cross = sum
 
 
 def healthy_caps(topo: Any) -> Caps:
@@ -90,15 +91,16 @@ def healthy_caps(topo: Any) -> Caps:
 def derive(topo: Any, caps: Caps) -> Derived:
     """Per-die injection / cross-node / scale-out bandwidth from tier capacities (vectorised)."""
     inject = caps.die_l1.sum(axis=1)
-    cross, scale_out = topo.family.cross_and_scale_out(caps, inject)
+    cross_k, scale_out = topo.family.cross_and_scale_out(caps, inject)
     alive = caps.die_alive
     inject = np.where(alive, inject, 0.0)
-    cross = np.where(alive, cross, 0.0)
+    cross_k = np.where(alive[:, None], cross_k, 0.0)
+    cross = cross_k.sum(axis=1)
     scale_out = np.where(alive, scale_out, 0.0)
     prefix = np.vstack([np.zeros((1, caps.die_l1.shape[1])), np.cumsum(caps.die_l1, axis=0)])
-    for arr in (inject, cross, scale_out, prefix):
+    for arr in (inject, cross, scale_out, prefix, cross_k):
         arr.setflags(write=False)
-    return Derived(inject, cross, scale_out, prefix)
+    return Derived(inject, cross, scale_out, prefix, cross_k)
 
 
 def normalise_plane(topo: Any, plane: str, where: str = "--plane") -> str:
@@ -144,7 +146,7 @@ def alltoall(topo: Any, caps: Caps, der: Derived, dies: np.ndarray, plane: str,
     f_remote = (total - m) / (total - 1) if total > 1 else np.zeros_like(m)
     with np.errstate(divide="ignore", invalid="ignore"):
         if plane == "ub":
-            rate = topo.family.ub_alltoall_rate(der, dies, f_remote)
+            rate = topo.family.ub_alltoall_rate(caps, der, dies, f_remote)
         elif plane == "rdma":
             rate = der.scale_out[dies].astype(float)
         elif plane == "vpc":

@@ -71,10 +71,12 @@ class Family(ABC):
 
     @abstractmethod
     def cross_and_scale_out(self, caps: Caps, inject: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-die cross-node scale-up share and scale-out bandwidth, given per-die injection."""
+        """Per-die cross-node scale-up share per node switch / sub-plane k (shape (D, P)) and
+        per-die scale-out bandwidth, given per-die injection."""
 
     @abstractmethod
-    def ub_alltoall_rate(self, der: Derived, dies: np.ndarray, f_remote: np.ndarray) -> np.ndarray:
+    def ub_alltoall_rate(self, caps: Caps, der: Derived, dies: np.ndarray,
+                         f_remote: np.ndarray) -> np.ndarray:
         """Per-die scale-up all-to-all rate of a die set whose dies send ``f_remote`` of their
         traffic to other nodes (called under ``np.errstate``: divisions by zero give inf)."""
 

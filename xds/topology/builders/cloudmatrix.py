@@ -83,19 +83,34 @@ class CloudMatrix(Family):
         return np.full((t.n_nodes, t.n_l1, self.n_l2), t.spec.scale_up.link_gb_s), np.zeros((0, 0))
 
     def cross_and_scale_out(self, caps: Caps, inject: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per die and sub-plane k, the die's share of its L1 chip k's live uplink to the L2s of
+        sub-plane k: its link-proportional (fair) share, at most its own link to L1 chip k."""
         n, dpn = self.topo.n_nodes, self.topo.dies_per_node
         per_node = caps.die_l1.reshape(n, dpn, -1)                # (N, Dn, P)
         down = per_node.sum(axis=1)                               # (N, P): dies into L1 chip k
         up = caps.l1_l2.sum(axis=2)                               # (N, P): L1 chip k up to L2s
-        # each die gets its link-proportional share of the sub-plane's uplink (fair share)
         ratio = np.divide(up, down, out=np.zeros_like(up), where=down > 0)
-        cross = (per_node * np.minimum(1.0, ratio)[:, None, :]).sum(axis=2).reshape(-1)
+        cross_k = (per_node * np.minimum(1.0, ratio)[:, None, :]).reshape(caps.die_l1.shape)
         if n == 1:
-            cross = inject.copy()
-        return cross, caps.so_link * caps.so_fabric
+            cross_k = caps.die_l1.copy()
+        return cross_k, caps.so_link * caps.so_fabric
 
-    def ub_alltoall_rate(self, der: Derived, dies: np.ndarray, f_remote: np.ndarray) -> np.ndarray:
-        return np.minimum(der.inject[dies], np.where(f_remote > 0, der.cross[dies] / f_remote, np.inf))
+    def ub_alltoall_rate(self, caps: Caps, der: Derived, dies: np.ndarray,
+                         f_remote: np.ndarray) -> np.ndarray:
+        """Per sub-plane, not summed over them: L1 chip k of every node reaches only the L2s of
+        sub-plane k (reference §A.3, CMv2 §3.3.3), so what a die sends on its link k and leaves the
+        node leaves through sub-plane k's uplinks. In an all-to-all that already runs every link
+        at line rate, traffic cannot move to another sub-plane to avoid a thin one, so per die and
+        sub-plane the remote part ``f·x_k <= share_k`` and ``x_k <= link_k``: the die's rate is
+        ``Σ_k min(link_k, share_k / f)`` (healthy: share_k = link_k = 28 GB/s, so 196 GB/s).
+        One of the 16 L2s of sub-plane k down leaves each L1 chip k 420 of 448 GB/s (§A.3), share_k
+        26.25 GB/s; at f = 304/319 (the 320-die instance over 20 nodes) link k carries 27.55 GB/s,
+        not 28: 195.55 GB/s per die."""
+        link = caps.die_l1[dies]
+        share = der.cross_k[dies]
+        f = f_remote[:, None]
+        per_k = np.where(f > 0, np.minimum(link, share / np.where(f > 0, f, 1.0)), link)
+        return per_k.sum(axis=1)
 
     def remote_ub_flows(self, caps: Caps, ab: np.ndarray, a_node: int, b_node: int) -> tuple:
         mid = np.minimum(caps.l1_l2[a_node], caps.l1_l2[b_node]).sum(axis=1)  # (P,)

@@ -89,9 +89,14 @@ class RailFatTree(Family):
             demand = np.bincount(self.die_leaf, weights=link, minlength=self.n_leaves)
             ratio = np.divide(up, demand * off, out=np.ones_like(up), where=demand * off > 0)
             link = link * np.minimum(1.0, ratio)[self.die_leaf]
-        return inject.copy(), link
+        return caps.die_l1.copy(), link
 
-    def ub_alltoall_rate(self, der: Derived, dies: np.ndarray, f_remote: np.ndarray) -> np.ndarray:
+    def ub_alltoall_rate(self, caps: Caps, der: Derived, dies: np.ndarray,
+                         f_remote: np.ndarray) -> np.ndarray:
+        """NVLink to the node's peers, the die's own IB rail to the rest. No sum over planes to
+        correct here: a GPU's cross-node traffic leaves only through its own NIC and leaf (rail
+        R, DeepEP forwards over NVLink to the peer's rail-R GPU), and ``scale_out`` already holds
+        that leaf's uplink share per die (reference §G)."""
         return np.minimum(
             np.where(f_remote < 1, der.inject[dies] / (1 - f_remote), np.inf),
             np.where(f_remote > 0, der.scale_out[dies] / f_remote, np.inf))
