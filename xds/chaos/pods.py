@@ -85,6 +85,10 @@ def compile_fleet_events(placed, scenario: Scenario, params: dict[str, Any]) -> 
                "detected_at_s": det, "recovered_at_s": det, "full_capacity_at_s": None,
                "instances": [], "dies": 0, "action": ""}
         events += _die_loss(ctx, dies, ev.at_s, None, rec)
+        if "/" not in ev.target and len(rec["instances"]) == sum(len(p.instances) for p in placed.pools()):
+            rec["note"] = ("every instance of the plan was on this pod: the whole deployment is lost. A plan "
+                           "written by xds size is one pod of a fleet; the fleet's N-1 case (each survivor "
+                           "carrying pods/(pods-1) of its share) is xds size --survive pod")
         records.append(rec)
     records.sort(key=lambda r: (r["at_s"], r["event"]))
     return events, records

@@ -113,8 +113,9 @@ def write_size_plan(out: str, plan: dict, n_p: int, n_d: int, pods: int, trace: 
     p = with_counts(plan, n_p, n_d)
     p = {**p, "name": Path(out).stem,
          "description": f"xds size: {doc['chips']} chips in {doc['pods']} pod(s); this file is one pod"}
-    if "/" in p["model"]:
-        p["model"] = _rel(p["model"], out)
+    for key in ("model", "cluster"):
+        if "/" in p[key]:
+            p[key] = _rel(p[key], out)
     w = dict(p["workload"])
     if "trace" in w:
         w["trace"] = _rel(w["trace"], out)

@@ -94,6 +94,8 @@ def size(*, model: str, hardware: str | None = None, cluster: str | None = None,
                 "prefill_rps_per_instance": round(pre_rps, 3)}
     plan_ref = q.model_ref if "/" not in q.model_ref else str(Path(q.model_ref).resolve())
     hw_name, cl_name = hardware or q.hw.name, cluster or q.topo.name
+    if Path(cl_name).is_file():
+        cl_name = str(Path(cl_name).resolve())      # the plan (and --out's file) must find it anywhere
     ps = PodSearch(lambda k: _plan(plan_ref, hw_name, cl_name, lay, slo, sw.scaled(1.0 / k), policy),
                    sw.rate_rps, ex, seed, progress)
     pods, ver, found, split = _sized(ps, shape, pods, n_p, n_d, dec_rps, pre_rps, seed, progress)
