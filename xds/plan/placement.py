@@ -95,7 +95,7 @@ def _place_pool(s: _Setting, alloc: _NodeAllocator, i: int) -> PlacedPool:
     pool = s.loaded.spec.pools[i]
     w = f"pools[{i}]"
     lay = _pool_layout(s.loaded, i, pool, s.model, s.hw, s.topo)
-    dies_sets = alloc.take(w, pool.role, s.loaded.spec.pod_of(pool.role), pool.chips,
+    dies_sets = alloc.take(w, pool.role, pool.pods or [pool.pod or 0], pool.instances, pool.chips,
                            pool.pods is not None)
     fabric = fabric_for(spec_ref(s.loaded, s.loaded.spec.cluster), s.hw, lay.ep)
     # sequences in one microbatch decide how far a batch's expert load strays from the long run
@@ -200,16 +200,19 @@ class _NodeAllocator:
         self.loaded, self.topo = loaded, topo
         self.next_node: dict[int, int] = {}
 
-    def take(self, where: str, role: str, pods: list[int], chips: int, listed: bool
+    def take(self, where: str, role: str, pods: list[int], instances: int, chips: int, listed: bool
              ) -> list[tuple[int, np.ndarray]]:
-        """(pod, fleet-wide die ids (int64)) of each instance of ``chips`` chips; ``pods`` holds
-        each instance's pod (``listed``: from the pool's ``pods:`` list, else its ``pod:``)."""
+        """(pod, fleet-wide die ids (int64)) of each of ``instances`` instances of ``chips`` chips;
+        ``pods`` holds each instance's pod when ``listed`` (the pool's ``pods:``), else the one pod
+        of them all (its ``pod:``)."""
         t = self.topo
         for j, k in enumerate(pods):
             if k >= t.n_pods:
                 raise plan_error(self.loaded, where + (f".pods[{j}]" if listed else ".pod"),
                                  f"pod {k} does not exist: cluster {t.name} has {t.n_pods} pod(s) "
                                  f"(0..{t.n_pods - 1}; a fleet is a cluster file with pods: N)")
+        if not listed:          # one pod: checked for room before any per-instance list exists
+            return [(pods[0], d + pods[0] * t.n_dies) for d in self._take_on(where, role, pods[0], instances, chips)]
         out: list[tuple[int, np.ndarray] | None] = [None] * len(pods)
         for k in sorted(set(pods)):
             idx = [j for j, q in enumerate(pods) if q == k]

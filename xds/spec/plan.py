@@ -204,12 +204,9 @@ class PlanSpec(Strict):
             raise ValueError("at most one prefill pool (use instances: N for more instances)")
         return self
 
-    def pod_of(self, role: str) -> list[int]:
-        """The pod (0-based) of each instance of the ``role`` pool ([] when there is none)."""
-        p = self.pool(role)
-        if p is None:
-            return []
-        return list(p.pods) if p.pods is not None else [p.pod or 0] * p.instances
+    def pods_named(self) -> set[int]:
+        """The pods (0-based) the plan's pools name (``{0}`` when none does)."""
+        return {k for p in self.pools for k in (p.pods if p.pods is not None else [p.pod or 0])}
 
     def pool(self, role: str) -> PoolSpec | None:
         for p in self.pools:
