@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -130,3 +131,25 @@ def test_predictions_carry_the_cost_model_bands(sized):
     for f in ("tpot_ms", "output_throughput_per_chip", "ttft_full_batch_ms"):
         lo, hi = p[f + "_interval"]
         assert lo <= p[f] <= hi and lo < hi, (f, p)
+
+
+def test_pod_runs_see_the_whole_trace_time_stretched():
+    """A representative pod at 1/k of the rate gets the trace time-stretched by k over one whole
+    pass (every request once: the full length distribution), not a thinned or cut sample."""
+    from xds.size.load import MAX_DURATION_S, MAX_RUN_REQUESTS, build, size_workload
+    from xds.workload import read_trace
+
+    path = FIXTURES / "traces" / "mooncake_conversation_trace_head3000.jsonl"
+    raw = read_trace(path)
+    sw = size_workload(trace=str(path), rate=100.0)   # 30 s per pass
+    for k in (2, 4, 10):
+        w = build(sw.scaled(1.0 / k))
+        assert len(w) == len(raw) == 3000
+        assert np.array_equal(np.sort(w.input_len), np.sort(raw.input_len))
+        assert w.summary()["rate_rps"] == pytest.approx(100.0 / k, rel=0.01)
+    # bounded: at a low pod rate the run stops at MAX_DURATION_S / MAX_RUN_REQUESTS
+    w = build(sw.scaled(1.0 / 100))
+    assert w.span_s <= MAX_DURATION_S and len(w) <= MAX_RUN_REQUESTS
+    # --duration is honoured as given
+    fixed = size_workload(trace=str(path), rate=400.0, duration=5.0)
+    assert fixed.scaled(0.5)["duration_s"] == 5.0

@@ -35,6 +35,13 @@ def _render(doc: dict[str, Any]) -> None:
             f"attainment {s['slo_attainment']:.3f}, {s['output_throughput_fleet']:,.0f} output tok/s")
     c.print(f"simulation: {doc['simulation_scope']}; analytic first guess "
             f"{doc['analytic']['prefill']}P+{doc['analytic']['decode']}D per pod")
+    pc = doc.get("pod_count") or {}
+    if pc.get("at_pods"):
+        fewer = ", ".join(f"{r['prefill']}P+{r['decode']}D {'ok' if r['passed'] else 'miss'}"
+                          for r in pc["at_pods_minus_one"])
+        c.print(f"pod count: a full pod ({pc['full_pod']['prefill']}P+{pc['full_pod']['decode']}D) meets the SLO "
+                f"at 1/{pc['at_pods']['pods']} of the rate; at 1/{pc['at_pods']['pods'] - 1}: {fewer}"
+                f" ({'minimal' if pc['minimal'] else 'NOT shown minimal'})")
     h = doc["headroom"]
     if h["survive"] != "none":
         extra = h.get("added") or {"pods": h.get("added_pods")}
@@ -48,10 +55,10 @@ def _render(doc: dict[str, Any]) -> None:
         c.print(f"cost: ${k['usd_per_hour']:,.0f}/h, ${k['usd_per_million_output_tokens']:.3f} per M output tokens; "
                 f"headroom ${k['headroom_usd_per_hour']:,.0f}/h ({k['headroom_share']:.1%})")
     t = Table(title="deployments simulated (per pod)")
-    for col in ("prefill", "decode", "chips", "attainment", "p99 TTFT ms", "p99 TPOT ms", "verdict"):
+    for col in ("pods", "prefill", "decode", "chips", "attainment", "p99 TTFT ms", "p99 TPOT ms", "verdict"):
         t.add_column(col, justify="right")
     for r in doc["candidates_table"]:
-        t.add_row(str(r["prefill"]), str(r["decode"]), str(r.get("chips", "-")), str(r.get("slo_attainment", "-")),
+        t.add_row(str(r.get("pods", "-")), str(r["prefill"]), str(r["decode"]), str(r.get("chips", "-")), str(r.get("slo_attainment", "-")),
                   f"{r['p99_ttft_ms']:.0f}" if r.get("p99_ttft_ms") is not None else "-",
                   f"{r['p99_tpot_ms']:.1f}" if r.get("p99_tpot_ms") is not None else "-",
                   "ok" if r["passed"] else r.get("error", "miss"))

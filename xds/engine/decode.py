@@ -139,9 +139,10 @@ def ramp_s(D: list[Decode], req) -> float:
     return max(step * steps, 1e-3)
 
 
-def hand_off(sim, ids: np.ndarray, t: float, t_kv: float) -> None:
-    """Prefill of ``ids`` finished at ``t`` (s): single-token outputs complete; the rest start the
-    KV transfer (at ``t_kv``) to the decode instance with the most free KV."""
+def hand_off(sim, ids: np.ndarray, t: float, t_kv: float, src: int | None = None) -> None:
+    """Prefill of ``ids`` (on prefill instance ``src``) finished at ``t`` (s): single-token outputs
+    complete; the rest start the KV transfer (at ``t_kv``) to the decode instance with the most free
+    KV (across pods: at the scale-out bandwidth, plus its latency, ``sim.kv_pair``)."""
     req = sim.req
     one = req.out[ids] - req.gen_base[ids] <= 1
     if one.any():
@@ -159,7 +160,10 @@ def hand_off(sim, ids: np.ndarray, t: float, t_kv: float) -> None:
         d = live[0]
     ctx = (req.inp[ids] + req.gen_base[ids]).astype(float)
     # each TP die of the rank receives its share of the KV: GQA splits by head, MLA's latent whole
-    tx = ctx * sim.kv_bpt / (sim.kv_bps * d.kv_bw * d.cost.kv_split) + KV_TRANSFER_LATENCY_S \
+    bw, lat = 1.0, 0.0
+    if src is not None and sim.kv_pair is not None:
+        bw, lat = float(sim.kv_pair[0][src, d.idx]), float(sim.kv_pair[1][src, d.idx])
+    tx = ctx * sim.kv_bpt / (sim.kv_bps * bw * d.kv_bw * d.cost.kv_split) + KV_TRANSFER_LATENCY_S + lat \
         if sim.P else 0.0
     # a stalled transport (KvStall: RDMA glitch) holds every transfer until the link is back
     req.ready[ids] = max(t_kv, d.kv_hold) + tx

@@ -89,7 +89,7 @@ class Prefill(Actor):
         self._clear_batch()
         if full is not None and len(full):
             req.pf_done[full] = req.pre[full]
-            hand_off(sim, full, t, t)
+            hand_off(sim, full, t, t, self.idx)
 
     def _clear_batch(self) -> None:
         self.batch_full, self.batch_part, self.batch_part_tok, self.batch_tokens = None, -1, 0, 0.0

@@ -48,6 +48,7 @@ class _Sim:
         self.actors = self.P + self.D
         self.kv_bps = float(placed.kv_transfer_gb_s) * 1e9       # per-die P→D bandwidth (B/s)
         self.kv_bpt = float(placed.kv_bytes_per_token)           # KV bytes per token
+        self.kv_pair = getattr(placed, "kv_pair", None)          # cross-pod (factor, extra s) [P, D]
         self.req.fail_oversized(max(d.cap_kv for d in self.D))
         self.events = schedule(self, events)
         self.max_dt = 0.0                                        # longest step seen (s)

@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..chaos import POLICIES, Scenario, compile_events, load_scenario, random_scenario, recovery_params
+from ..chaos import POLICIES, Scenario, load_scenario, random_scenario, recovery_params
+from ..chaos.pods import compile_fleet_events
 from ..cost.bands import add_intervals
 from ..engine import SimResult, simulate
 from ..errors import XdsError
@@ -127,6 +128,9 @@ def chaos_plan(plan: str | LoadedPlan, *, scenario: str | None = None, policy: s
     elif not scenario:
         raise XdsError("give --scenario FILE (or --random with rates)", file="--scenario")
     loaded = _loaded(plan)
+    if random and len(loaded.spec.pods_named()) > 1:
+        raise XdsError("--random draws faults on one pod's elements; this plan spans several pods "
+                       "(replay pod:K and pod:K/node:N faults with --scenario)", file="--random")
     if random and options.get("duration") is None and workload is None:
         options["duration"] = hours * 3600.0
     w = build_workload(loaded, workload=workload, seed=seed, **options)
@@ -154,7 +158,7 @@ def run_chaos(placed, workload, scenario: Scenario, *, policy: str | None = None
                 for p in POLICIES}
         return policies_report(placed, scenario, docs)
     params = recovery_params(placed.spec.recovery, scenario.spec.recovery, policy)
-    events, records = compile_events(placed, scenario, params)
+    events, records = compile_fleet_events(placed, scenario, params)
     res = simulate(placed, workload, seed=seed, events=events, progress=progress)
     return chaos_report(res, placed, workload, scenario, params, records)
 

@@ -26,7 +26,7 @@ from .inputs import (
     spec_ref,
     workload_lengths,
 )
-from .placed import PlacedInstance, PlacedPlan, PlacedPool
+from .placed import PlacedInstance, PlacedPlan, PlacedPool, cross_pod_kv
 
 PREFILL_TOKENS_PER_CHIP = 16384  # CMv2 §5.2: 16K tokens per NPU prefill batch
 
@@ -72,7 +72,7 @@ def place(loaded: LoadedPlan) -> PlacedPlan:
                       prefill=pools.get("prefill"), decode=pools["decode"], kv_transfer_gb_s=kv_bw,
                       kv_bytes_per_token=float(kv_tok), fits=True,
                       chips=sum(p.chips for p in pools_list), dies=sum(p.dies for p in pools_list),
-                      lengths=lens)
+                      lengths=lens, kv_pair=cross_pod_kv(topo, pools.get("prefill"), pools["decode"], kv_bw))
 
 
 def _load_specs(loaded: LoadedPlan) -> tuple[ModelSpec, HardwareSpec, Any]:
@@ -95,7 +95,8 @@ def _place_pool(s: _Setting, alloc: _NodeAllocator, i: int) -> PlacedPool:
     pool = s.loaded.spec.pools[i]
     w = f"pools[{i}]"
     lay = _pool_layout(s.loaded, i, pool, s.model, s.hw, s.topo)
-    dies_sets = alloc.take(w, pool.role, pool.instances, pool.chips)
+    dies_sets = alloc.take(w, pool.role, pool.pods or [pool.pod or 0], pool.instances, pool.chips,
+                           pool.pods is not None)
     fabric = fabric_for(spec_ref(s.loaded, s.loaded.spec.cluster), s.hw, lay.ep)
     # sequences in one microbatch decide how far a batch's expert load strays from the long run
     budget = 0
@@ -112,11 +113,12 @@ def _place_pool(s: _Setting, alloc: _NodeAllocator, i: int) -> PlacedPool:
         lay, emap = _expert_map(s, lay, seqs, m, rule)
     cm = CostModel(s.model, s.hw, lay, fabric)
     placed: list[PlacedInstance] = []
-    for k, d in enumerate(dies_sets):
+    for k, (pod, d) in enumerate(dies_sets):
         attn = d[:lay.attention_dies] if lay.attention_dies else d
         rank_dies = attn[:lay.dp * lay.tp * lay.ma_domains].reshape(-1, lay.tp)
         placed.append(PlacedInstance(role=pool.role, index=k, dies=d, rank_dies=rank_dies, layout=lay,
-                                     cost=cm, long_prompts=k >= pool.instances - pool.long_instances))
+                                     cost=cm, long_prompts=k >= pool.instances - pool.long_instances,
+                                     pod=pod))
     pp = PlacedPool(role=pool.role, spec=pool, instances=placed, chips=pool.chips * pool.instances,
                     dies=lay.dies * pool.instances, expert_map=emap)
     if pool.role == "decode":
@@ -189,18 +191,40 @@ def _kv_tokens_per_rank(hbm: dict[str, float], cm: CostModel, kv_tok: float) -> 
 
 
 class _NodeAllocator:
-    """Hands out whole nodes from the front of the cluster (decode first, then prefill) and packs
-    sub-node instances onto shared nodes, spreading them so a node loss hits as few as possible."""
+    """Hands out whole nodes from the front of each pod (decode first, then prefill) and packs
+    sub-node instances onto shared nodes, spreading them so a node loss hits as few as possible.
+    Die ids are fleet-wide: pod K's die d is ``K * dies_per_pod + d`` (pod 0's ids are the
+    topology's own; an instance never leaves its pod's UB domain)."""
 
     def __init__(self, loaded: LoadedPlan, topo: Any):
         self.loaded, self.topo = loaded, topo
-        self.next_node = 0
+        self.next_node: dict[int, int] = {}
 
-    def take(self, where: str, role: str, instances: int, chips: int) -> list[np.ndarray]:
-        """Global die ids (int64) of each of ``instances`` instances of ``chips`` chips."""
+    def take(self, where: str, role: str, pods: list[int], instances: int, chips: int, listed: bool
+             ) -> list[tuple[int, np.ndarray]]:
+        """(pod, fleet-wide die ids (int64)) of each of ``instances`` instances of ``chips`` chips;
+        ``pods`` holds each instance's pod when ``listed`` (the pool's ``pods:``), else the one pod
+        of them all (its ``pod:``)."""
         t = self.topo
-        cpn, dpc = t.chips_per_node, t.dies_per_chip
-        dies = chips * dpc
+        for j, k in enumerate(pods):
+            if k >= t.n_pods:
+                raise plan_error(self.loaded, where + (f".pods[{j}]" if listed else ".pod"),
+                                 f"pod {k} does not exist: cluster {t.name} has {t.n_pods} pod(s) "
+                                 f"(0..{t.n_pods - 1}; a fleet is a cluster file with pods: N)")
+        if not listed:          # one pod: checked for room before any per-instance list exists
+            return [(pods[0], d + pods[0] * t.n_dies) for d in self._take_on(where, role, pods[0], instances, chips)]
+        out: list[tuple[int, np.ndarray] | None] = [None] * len(pods)
+        for k in sorted(set(pods)):
+            idx = [j for j, q in enumerate(pods) if q == k]
+            for j, d in zip(idx, self._take_on(where, role, k, len(idx), chips)):
+                out[j] = (k, d + k * t.n_dies)
+        return out  # type: ignore[return-value]
+
+    def _take_on(self, where: str, role: str, pod: int, instances: int, chips: int) -> list[np.ndarray]:
+        """Pod-local die ids of ``instances`` instances of ``chips`` chips on ``pod``."""
+        t = self.topo
+        cpn = t.chips_per_node
+        dies = chips * t.dies_per_chip
         if chips >= cpn:
             if chips % cpn:
                 raise plan_error(self.loaded, where + ".chips",
@@ -214,13 +238,14 @@ class _NodeAllocator:
                                  f"{chips}-chip {role} instances do not tile a {cpn}-chip node "
                                  f"(use a divisor of {cpn} or whole nodes)")
             need = -(-instances * chips // cpn)
-        if self.next_node + need > t.n_nodes:
+        first = self.next_node.get(pod, 0)
+        if first + need > t.n_nodes:
+            on = f" on pod {pod}" if t.n_pods > 1 else ""
             raise plan_error(self.loaded, where,
-                             f"{role} needs {need} nodes ({instances} x {chips} chips) but only "
-                             f"{t.n_nodes - self.next_node} of the cluster's {t.n_nodes} nodes are left "
-                             f"({self.next_node} already used)")
-        first = self.next_node
-        self.next_node += need
+                             f"{role} needs {need} nodes ({instances} x {chips} chips){on} but only "
+                             f"{t.n_nodes - first} of the {'pod' if t.n_pods > 1 else 'cluster'}'s "
+                             f"{t.n_nodes} nodes are left ({first} already used)")
+        self.next_node[pod] = first + need
         out = []
         if chips >= cpn:
             for i in range(instances):

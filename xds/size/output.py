@@ -80,8 +80,8 @@ def document(ctx: dict, lay: dict, analytic: dict, ver: Verifier, plan: dict, po
             "sized_without_headroom": {"prefill": n_p, "decode": n_d},
             "simulated": {**sim, "output_throughput_fleet": round(tok_s, 1),
                           "output_throughput_per_chip": round(float(sim["output_throughput"]) / sim["chips"], 1)},
-            "simulation_scope": (f"one pod simulated at 1/{pods} of the rate; fleet totals are that pod x {pods}"
-                                 if pods > 1 else "the whole deployment simulated"),
+            "simulation_scope": (f"one pod simulated at 1/{pods} of the rate (the trace time-stretched to it); "
+                                 f"fleet totals are that pod x {pods}" if pods > 1 else "the whole deployment simulated"),
             "minimal": _minimal(ver, n_p, n_d),
             "headroom": _headroom_doc(head, survive, pods),
             "cost": _cost(usd, chips, c_base, tok_s),
@@ -113,8 +113,9 @@ def write_size_plan(out: str, plan: dict, n_p: int, n_d: int, pods: int, trace: 
     p = with_counts(plan, n_p, n_d)
     p = {**p, "name": Path(out).stem,
          "description": f"xds size: {doc['chips']} chips in {doc['pods']} pod(s); this file is one pod"}
-    if "/" in p["model"]:
-        p["model"] = _rel(p["model"], out)
+    for key in ("model", "cluster"):
+        if "/" in p[key]:
+            p[key] = _rel(p[key], out)
     w = dict(p["workload"])
     if "trace" in w:
         w["trace"] = _rel(w["trace"], out)

@@ -21,18 +21,19 @@ from typing import Any, Callable
 
 from ..errors import XdsError
 from ..parallel import Executor
+from ..plan.balance import pool_counts
 from ..plan.search import best_layouts, size_query
 from ..plan.write import decode_pool, prefill_pool
 from ..spec.fileio import check_output_path
-from .compose import Shape, compose
+from .compose import Shape, compose, pod_capacity
 from .headroom import headroom
 from .load import size_workload
 from .output import document, write_size_plan
+from .pods import PodSearch
 from .verify import Verifier
 
 SURVIVE = ("none", "die", "node", "pod")
 POLICIES = ("restart", "pd-failover", "fine-grained")
-MAX_POD_RETRIES = 6
 
 
 def _check(survive: str, policy: str, tpot_ms: float, ttft_ms: float, percentile: float, window_s: float,
@@ -92,20 +93,17 @@ def size(*, model: str, hardware: str | None = None, cluster: str | None = None,
     analytic = {"pods": pods, "prefill": n_p, "decode": n_d, "decode_rps_per_instance": round(dec_rps, 3),
                 "prefill_rps_per_instance": round(pre_rps, 3)}
     plan_ref = q.model_ref if "/" not in q.model_ref else str(Path(q.model_ref).resolve())
-    found = None
-    for _ in range(MAX_POD_RETRIES):
-        plan = _plan(plan_ref, hardware or q.hw.name, cluster or q.topo.name, lay, slo,
-                     sw.scaled(1.0 / pods), policy)
-        ver = Verifier(plan, ex, seed, shape.fits, progress)
-        found = _bisect(ver, n_p, n_d)
-        if found is not None:
-            break
-        pods, n_p, n_d = compose(sw.rate_rps, shape, dec_rps, pre_rps,
-                                  min_pods=max(pods + 1, math.ceil(pods * 1.25)))
+    hw_name, cl_name = hardware or q.hw.name, cluster or q.topo.name
+    if Path(cl_name).is_file():
+        cl_name = str(Path(cl_name).resolve())      # the plan (and --out's file) must find it anywhere
+    ps = PodSearch(lambda k: _plan(plan_ref, hw_name, cl_name, lay, slo, sw.scaled(1.0 / k), policy),
+                   sw.rate_rps, ex, seed, progress)
+    pods, ver, found, split = _sized(ps, shape, pods, n_p, n_d, dec_rps, pre_rps, seed, progress)
     if found is None:
-        return {**ctx, "passed": False, "analytic": analytic, "candidates": _table(ver, pods),
+        return {**ctx, "passed": False, "analytic": analytic, "candidates": _table(ver, pods, ps),
                 "reason": "no instance counts meet the SLO in the simulation",
                 **_secs(t0, timing)}
+    plan = ver.plan
     n_p, n_d = found
     head = None
     if survive in ("die", "node"):
@@ -115,7 +113,10 @@ def size(*, model: str, hardware: str | None = None, cluster: str | None = None,
     if topo.n_pods > 1 and doc["pods"] > topo.n_pods:      # the cluster file names the fleet on hand
         doc["passed"] = False
         doc["reason"] = f"needs {doc['pods']} pods; cluster {topo.name} has {topo.n_pods}"
-    doc["candidates_table"] = _table(ver, pods)
+    doc["candidates_table"] = _table(ver, pods, ps)
+    doc["simulations"] += len(doc["candidates_table"]) - len(ver.results)
+    doc["pod_count"] = (ps.verification(pods, split, shape) if split is not None else
+                        {"method": "the deployment fits one pod and was verified there", "minimal": True})
     if out:
         hp = head["instances"] if head else {"prefill": n_p, "decode": n_d}
         doc["plan_file"] = write_size_plan(out, plan, hp["prefill"], hp["decode"], pods, sw.trace, doc)
@@ -145,6 +146,36 @@ def _bisect(ver: Verifier, n_p: int, n_d: int) -> tuple[int, int] | None:
     return p, d
 
 
-def _table(ver: Verifier, pods: int) -> list[dict[str, Any]]:
-    """Every simulated deployment (per pod), smallest first."""
-    return [{"pods": pods, "prefill": k[0], "decode": k[1], **v} for k, v in sorted(ver.results.items())]
+def _sized(ps: PodSearch, shape: Shape, pods: int, n_p: int, n_d: int, dec_rps: float, pre_rps: float,
+           seed: int, progress: Callable[[str], None] | None
+           ) -> tuple[int, Verifier, tuple[int, int] | None, tuple[int, int] | None]:
+    """(pods, verifier of one pod at rate/pods, its minimal (prefill, decode) counts or None, the
+    full-pod split the pod count was verified with or None for one pod). One pod when the analytic
+    counts fit and a pod's bisection meets the SLO; else the pod count is searched by simulation
+    (:class:`.pods.PodSearch`) and the counts bisected at that many pods."""
+    if pods == 1:
+        ver = Verifier(ps.plan_of(1), ps.ex, seed, shape.fits, progress)
+        found = _bisect(ver, n_p, n_d)
+        if found is not None:
+            return 1, ver, found, None
+        pods = 2
+    _, fp, fd = pod_capacity(shape, dec_rps, pre_rps)
+    res = ps.fleet(pods, shape, (fp, fd)) if fp >= 1 and fd >= 1 else None
+    if res is None:
+        return pods, Verifier(ps.plan_of(pods), ps.ex, seed, shape.fits, progress), None, None
+    pods, split = res
+    ver = Verifier(ps.plan_of(pods), ps.ex, seed, shape.fits, progress)
+    ver.results[split] = ps.results[(pods, *split)]        # the same run: no need to repeat it
+    a_p, a_d = pool_counts(ps.rate / pods, dec_rps, pre_rps)
+    if not shape.fits(a_p, a_d):
+        a_p, a_d = split
+    return pods, ver, _bisect(ver, a_p, a_d), split
+
+
+def _table(ver: Verifier, pods: int, ps: PodSearch | None = None) -> list[dict[str, Any]]:
+    """Every simulated deployment (per pod), by pod count then size: the full pods of the pod-count
+    search, then the counts bisected at the answer's pod count."""
+    rows = [r for r in (ps.table() if ps else [])
+            if not (r["pods"] == pods and (r["prefill"], r["decode"]) in ver.results)]
+    rows += [{"pods": pods, "prefill": k[0], "decode": k[1], **v} for k, v in ver.results.items()]
+    return sorted(rows, key=lambda r: (r["pods"], r["prefill"], r["decode"]))

@@ -77,6 +77,10 @@ class PoolSpec(Strict):
         None, description="prefill: prompts at least this long go to dedicated instances "
                           "(xDeepServe keeps long and short requests apart)")
     long_instances: int = Field(0, ge=0, description="prefill instances reserved for long prompts")
+    pod: int | None = Field(None, ge=0, description="fleet clusters (pods: N): the pod (0-based) every "
+                            "instance of the pool lives on; default 0")
+    pods: list[int] | None = Field(None, min_length=1, description="fleet clusters: the pod of each "
+                                   "instance, one entry per instance (0-based)")
 
     @model_validator(mode="before")
     @classmethod
@@ -105,6 +109,14 @@ class PoolSpec(Strict):
                 raise ValueError("decode pools need batch_per_rank (max requests in flight per DP rank)")
             if self.long_prompt_threshold is not None or self.long_instances:
                 raise ValueError("long_prompt_threshold / long_instances are prefill settings")
+        if self.pod is not None and self.pods is not None:
+            raise ValueError("give pod (every instance on one pod) or pods (one per instance), not both")
+        if self.pods is not None:
+            if len(self.pods) != self.instances:
+                raise ValueError(f"pods lists {len(self.pods)} pod(s) for {self.instances} instance(s); "
+                                 "give one pod per instance")
+            if min(self.pods) < 0:
+                raise ValueError(f"pods: pod indices are >= 0 (got {min(self.pods)})")
         if self.long_instances and self.long_prompt_threshold is None:
             raise ValueError("long_instances needs long_prompt_threshold")
         if self.long_instances >= self.instances and self.long_instances:
@@ -196,6 +208,10 @@ class PlanSpec(Strict):
         if roles.count("prefill") > 1:
             raise ValueError("at most one prefill pool (use instances: N for more instances)")
         return self
+
+    def pods_named(self) -> set[int]:
+        """The pods (0-based) the plan's pools name (``{0}`` when none does)."""
+        return {k for p in self.pools for k in (p.pods if p.pods is not None else [p.pod or 0])}
 
     def pool(self, role: str) -> PoolSpec | None:
         for p in self.pools:
