@@ -79,7 +79,7 @@ def reroute(ctx, ev, name: str, rec: dict, fault: FabricFault) -> list:
     """Record what the fault takes from the fabric already degraded by the faults active at its
     start (per instance: uplink per die and all-to-all GB/s [before, after]; KV factor), check it
     leaves every instance connected, and add it to the compiled fabric faults. The engine events
-    come later, per epoch (:func:`fabric_events`)."""
+    come later, per epoch (:func:`cost_events`)."""
     t = ev.at_s
     before, after = ctx.fabric.at(ctx.topo, t), ctx.fabric.at(ctx.topo, t, fault)
     _record_alltoall(ctx, ev, name, rec, before, after)
@@ -123,6 +123,7 @@ def _slower(new, old) -> bool:
 def _record_alltoall(ctx, ev, name: str, rec: dict, before, after) -> None:
     """Per instance: the uplink each die can still push off its node (``uplink_gb_s_per_die``) and
     the all-to-all bandwidth that prices dispatch/combine (``bandwidth_gb_s``), [before, after]."""
+    healthy = ctx.topo.degrade([])
     for pool in ctx.placed.pools():
         for inst in pool.instances:
             key = f"{pool.role}:{inst.index}"
@@ -132,7 +133,6 @@ def _record_alltoall(ctx, ev, name: str, rec: dict, before, after) -> None:
                 rec.setdefault("uplink_gb_s_per_die", {})[key] = [round(up_old, 3), round(up_new, 3)]
                 if key not in rec["instances"]:
                     rec["instances"].append(key)
-            healthy = ctx.topo.degrade([])
             old = _scaled_fabric(ctx.topo, inst, healthy, before)
             new = _scaled_fabric(ctx.topo, inst, healthy, after)
             if not _slower(new, old):
