@@ -46,7 +46,8 @@ class FaultContext:
     def pool_nodes(self) -> frozenset[int]:
         """Nodes whose host DRAM forms the EMS pool: every node the plan uses (reference §B.1)."""
         dies = np.concatenate([inst.dies for pool in self.placed.pools() for inst in pool.instances])
-        return frozenset(np.unique(self.topo.die_node[dies]).tolist())
+        # fleet-wide die ids (a plan over several pods, xds.plan.placement): node = die // dies per node
+        return frozenset(np.unique(dies // self.topo.dies_per_node).tolist())
 
     def restore_params(self) -> dict[str, Any]:
         """``params`` with the store bandwidth weights are restored at now: from the EMS DRAM pool
@@ -94,7 +95,7 @@ def _dies_down(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
     dies = ctx.topo.dies_in(name)
     if name.startswith("node:"):
         before = ctx.restore_params()["store_gb_s"]
-        ctx.lost_nodes.update(np.unique(ctx.topo.die_node[dies]).tolist())
+        ctx.lost_nodes.update(np.unique(np.asarray(dies) // ctx.topo.dies_per_node).tolist())
         after = ctx.restore_params()["store_gb_s"]
         if after < before:
             rec["store_gb_s"] = [round(before, 3), round(after, 3)]
