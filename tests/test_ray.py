@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import FIXTURES, PLANS, assert_user_error, run_cli
 from xds.errors import XdsError
 from xds.parallel import Executor
 from xds.pipeline import chaos_plan
+from xds.sweep import run_sweep
 
 ray = pytest.importorskip("ray")
 
@@ -65,9 +67,6 @@ def test_ray_auto_without_a_cluster_is_exit_2(monkeypatch):
 
 
 
-# under pytest-xdist (--dist loadgroup) every test that starts Ray runs on one worker, one at a time
-pytestmark = pytest.mark.xdist_group("ray")
-
 @pytest.fixture(scope="module")
 def local_ray():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -111,3 +110,17 @@ def test_gate_on_ray_equals_one_worker(local_ray):
     assert a.exit_code == b.exit_code == 1, (a.stderr, b.stderr)
     assert strip(a.stdout) == strip(b.stdout)
     assert a.stderr == ""
+
+
+def test_sweep_on_a_local_ray_instance_matches_in_process_and_resumes(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"base": {"plan": str(PLAN)}, "run": "estimate",
+                                    "axes": {"pools.decode.batch_per_die": [16, 32, 48],
+                                             "pools.decode.chips": [160, 150]}}, sort_keys=False))
+    local = run_sweep(str(path))
+    cache = tmp_path / "cache"
+    on_ray = run_sweep(str(path), executor=Executor(ray="local"), cache=str(cache))
+    assert on_ray["rows"] == local["rows"] and on_ray["best"] == local["best"]
+    assert on_ray["summary"] == {"cells": 6, "completed": 3, "failed": 3, "cached": 0, "computed": 6}
+    again = run_sweep(str(path), executor=Executor(ray="local"), cache=str(cache))
+    assert again["summary"]["computed"] == 0 and again["rows"] == local["rows"]

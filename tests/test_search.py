@@ -26,9 +26,6 @@ from xds.spec.hardware import load_hardware  # noqa: E402
 from xds.spec.model import load_model  # noqa: E402
 from xds.topology import build_topology  # noqa: E402
 
-# under pytest-xdist (--dist loadgroup) this module runs on one worker; its expensive fixture is
-# session-scoped so that worker builds it once even if the module's tests are not consecutive
-pytestmark = pytest.mark.xdist_group("test_search")
 
 @pytest.fixture(scope="session")
 def cm384(tmp_path_factory):

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import FIXTURES, PLANS, assert_user_error, run_cli
 from xds.errors import XdsError
 from xds.parallel import Executor
 from xds.pipeline import chaos_plan, simulate_plan
 from xds.plan import place
 from xds.spec.plan import load_plan
 from xds.sweep import load_sweep, run_sweep
+
+from .conftest import FIXTURES, PLANS, assert_user_error, run_cli
 
 PLAN = PLANS / "cloudmatrix-infer-pd.yaml"
 DIE_DOWN = FIXTURES / "faults" / "die_down.yaml"
@@ -238,21 +239,6 @@ def test_every_bad_sweep_fixture_is_listed():
 @pytest.mark.parametrize("name", sorted(WHERE))
 def test_bad_sweep_is_one_line_naming_the_entry(name):
     assert_user_error(run_cli("sweep", str(BAD / name), "--workers", "1"), name, *WHERE[name])
-
-
-@pytest.mark.xdist_group("ray")   # one Ray at a time under pytest-xdist (test_ray.py is in this group)
-def test_sweep_on_a_local_ray_instance_matches_in_process_and_resumes(tmp_path):
-    pytest.importorskip("ray")
-    path = _write(tmp_path, {"base": {"plan": str(PLAN)}, "run": "estimate",
-                             "axes": {"pools.decode.batch_per_die": [16, 32, 48],
-                                      "pools.decode.chips": [160, 150]}})
-    local = run_sweep(path)
-    cache = tmp_path / "cache"
-    on_ray = run_sweep(path, executor=Executor(ray="local"), cache=str(cache))
-    assert on_ray["rows"] == local["rows"] and on_ray["best"] == local["best"]
-    assert on_ray["summary"] == {"cells": 6, "completed": 3, "failed": 3, "cached": 0, "computed": 6}
-    again = run_sweep(path, executor=Executor(ray="local"), cache=str(cache))
-    assert again["summary"]["computed"] == 0 and again["rows"] == local["rows"]
 
 
 def test_file_axes_resolve_from_the_sweep_folder(tmp_path):

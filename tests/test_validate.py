@@ -25,9 +25,6 @@ CM_DECODE = dict(chips=160, mtp=1, shared_expert_dies=32, redundant_experts=32)
 
 
 
-# under pytest-xdist (--dist loadgroup) this module runs on one worker; its expensive fixture is
-# session-scoped so that worker builds it once even if the module's tests are not consecutive
-pytestmark = pytest.mark.xdist_group("test_validate")
 
 
 @pytest.fixture(scope="session")
