@@ -33,7 +33,10 @@ def _setup(rate_scale: float | None = None):
     return place(lp), build_workload(lp, duration=120.0, **extra)
 
 
+@lru_cache(maxsize=None)
 def chaos(name: str, policy: str = "fine-grained") -> dict:
+    """Replay fixture ``name`` under ``policy`` (cached: several tests read the same run; none
+    mutates the document)."""
     placed, w = _setup()
     return run_chaos(placed, w, load_scenario(FAULTS / f"{name}.yaml"), policy=policy)
 
