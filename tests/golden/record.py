@@ -70,10 +70,15 @@ CASES: dict[str, list[str]] = {
     "model_minimax": ["model", "minimax-m2"],
     "gate_ci": ["gate", "gates/ci.yaml"],
 }
+# Faults every policy answers alike (traffic re-routed or slowed, nothing restarted): the three policy
+# runs of these were identical but for the policy's name and parameters (checked 2026-12-08), so
+# their golden case replays one policy; test_chaos.py compares the policies where they differ.
+SAME_UNDER_EVERY_POLICY = {"l1_down", "link_degraded", "link_down", "straggler", "switch_down"}
 for _f in FAULTS:
     CASES[f"chaos_{_f}"] = ["chaos", "plans/cloudmatrix-infer-pd.yaml", "--scenario",
-                            f"fixtures/faults/{_f}.yaml", "--policy", "all", "--duration", "120",
-                            "--rate-scale", "20"]
+                            f"fixtures/faults/{_f}.yaml", "--policy",
+                            "fine-grained" if _f in SAME_UNDER_EVERY_POLICY else "all",
+                            "--duration", "120", "--rate-scale", "20"]
 
 # balance() shapes: (layers, experts, hot, seed, kind, slots, ranks, nodes, groups)
 BALANCE_SHAPES = [
