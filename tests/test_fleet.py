@@ -191,6 +191,33 @@ def test_pod_loss_is_worse_than_a_node_loss_and_conserves_requests(tmp_path):
     assert_user_error(run_cli("chaos", str(plan), "--scenario", str(bad)), "events[0].target", "pod:K")
     bad.write_text(yaml.safe_dump({"name": "b", "events": [{"at_s": 1, "fault": "link_down",
                                                              "target": "link:node:0-l2:0/0"}]}))
-    assert_user_error(run_cli("chaos", str(plan), "--scenario", str(bad)), "several pods")
+    assert_user_error(run_cli("chaos", str(plan), "--scenario", str(bad)), "pods other than pod 0")
     assert_user_error(run_cli("chaos", str(plan), "--random", "--rate-per-1000-chip-days", "1", "--hours", "1"),
+                      "--random")
+
+
+def test_pod_faults_share_one_context_and_a_plan_off_pod_0_refuses_fabric_faults(tmp_path):
+    from xds.chaos import recovery_params
+    from xds.chaos.pods import compile_fleet_events
+    from xds.engine import SetCost
+    from xds.plan import place
+    from xds.spec.plan import load_plan
+    from xds.spec.scenario import load_scenario
+
+    placed = place(load_plan(_fleet_plan(tmp_path, "f", prefill_pods=[0, 1], decode_pods=[0, 1])))
+    sc = tmp_path / "s.yaml"
+    sc.write_text(yaml.safe_dump({"name": "s", "events": [
+        {"at_s": 2.0, "fault": "die_down", "target": "die:0"},
+        {"at_s": 3.0, "fault": "node_down", "target": "pod:1/node:0"}]}))
+    params = recovery_params(placed.spec.recovery, None, "fine-grained")
+    events, records = compile_fleet_events(placed, load_scenario(sc), params)
+    # both decode instances lost EP ranks: the survivors run at the worse balance (a SetCost each)
+    assert {e.instance for e in events if isinstance(e, SetCost) and e.role == "decode"} == {0, 1}
+    assert [r["event"] for r in records] == [0, 1]
+    # a plan wholly on pod 1: pod 0's fabric tables cannot price it; one clear line, exit 2
+    off = _fleet_plan(tmp_path, "off", prefill_pods=[1], decode_pods=[1])
+    bad = tmp_path / "l2.yaml"
+    bad.write_text(yaml.safe_dump({"name": "b", "events": [{"at_s": 1, "fault": "switch_down", "target": "l2:0/0"}]}))
+    assert_user_error(run_cli("chaos", str(off), "--scenario", str(bad)), "pods other than pod 0")
+    assert_user_error(run_cli("chaos", str(off), "--random", "--rate-per-1000-chip-days", "1", "--hours", "1"),
                       "--random")

@@ -17,8 +17,16 @@ from .policies import policy_of
 
 def compile_events(placed, scenario: Scenario, params: dict[str, Any]) -> tuple[list, list[dict]]:
     """Map a scenario's faults to engine events under one policy. Returns (events, recovery records)."""
-    topo = placed.topology
     ctx = FaultContext(placed, die_owners(placed), params, policy_of(params), scenario.path)
+    events, records = compile_into(ctx, placed, scenario, params)
+    return events + cost_events(ctx), records   # fabric faults and layout changes compound (.fabric)
+
+
+def compile_into(ctx: FaultContext, placed, scenario: Scenario, params: dict[str, Any]) -> tuple[list, list[dict]]:
+    """The events and records of ``scenario``'s faults on ``ctx`` (which accumulates what was lost),
+    without the per-epoch cost events: the caller adds :func:`.fabric.cost_events` once, after every
+    fault of the run is compiled on the same context."""
+    topo = placed.topology
     events: list = []
     records: list[dict] = []
     names = _target_names(scenario, topo)
@@ -38,7 +46,6 @@ def compile_events(placed, scenario: Scenario, params: dict[str, Any]) -> tuple[
                "action": ""}
         events += KINDS[ev.fault].handle(ctx, ev, name, rec)
         records.append(rec)
-    events += cost_events(ctx)   # fabric faults and layout changes compound, priced per epoch (.fabric)
     return events, records
 
 

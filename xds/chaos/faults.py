@@ -20,7 +20,7 @@ from ..spec.scenario import FaultEvent
 from ..topology.builders.registry import FAMILIES
 from .fabric import FabricFault, FabricState, reroute
 from .instances import Owner, instance, load_s, pool_of, restart_s
-from .policies import RecoveryPolicy
+from .policies import STORE_GB_S, RecoveryPolicy
 from .replicas import expert_state
 
 
@@ -59,6 +59,8 @@ class FaultContext:
         if not lost or self.params.get("store", "ems") != "ems":
             return self.params
         n = len(self.pool_nodes)
+        if lost >= n:    # the whole pool is gone: weights come back from object storage (OBS)
+            return {**self.params, "store_gb_s": STORE_GB_S["obs"]}
         return {**self.params, "store_gb_s": self.params["store_gb_s"] * (n - lost) / n}
 
     @cached_property

@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import XdsError
 from ..spec.scenario import Scenario, ScenarioSpec
 from ..topology import parse_pod
-from .compile import compile_events
+from .compile import compile_events, compile_into
+from .fabric import cost_events
 from .faults import FaultContext, _die_loss
 from .instances import die_owners
 from .policies import policy_of
@@ -53,13 +54,14 @@ def compile_fleet_events(placed, scenario: Scenario, params: dict[str, Any]) -> 
     here, the rest there; records keep the scenario's event indices."""
     evs = scenario.spec.events
     pod_i = [i for i, ev in enumerate(evs) if is_pod_target(ev.target)]
-    multi = len({i.pod for p in placed.pools() for i in p.instances}) > 1
+    # the fabric tables are one pod's, indexed by pod 0's die ids: any instance elsewhere is out of reach
+    multi = any(i.pod != 0 for p in placed.pools() for i in p.instances)
     for i, ev in enumerate(evs):
         if i in pod_i and ev.fault not in POD_FAULTS:
             raise XdsError(f"{ev.fault} cannot target {ev.target!r}; a pod target takes "
                            + ", ".join(POD_FAULTS), file=scenario.path, where=f"events[{i}].fault")
         if multi and ev.fault in FABRIC_FAULTS:
-            raise XdsError(f"{ev.fault} on a plan placed over several pods is not modelled (the fabric "
+            raise XdsError(f"{ev.fault} on a plan placed on pods other than pod 0 is not modelled (the fabric "
                            "tables are one pod's); supported there: " + ", ".join(POD_FAULTS)
                            + " on pod:K, pod:K/node:N ..., hbm_uce and straggler",
                            file=scenario.path, where=f"events[{i}].fault")
@@ -67,13 +69,14 @@ def compile_fleet_events(placed, scenario: Scenario, params: dict[str, Any]) -> 
         return compile_events(placed, scenario, params)
     rest = [i for i in range(len(evs)) if i not in pod_i]
     events, records = [], []
+    # one context for every fault of the run, so lost ranks, lost nodes and layouts accumulate
+    ctx = FaultContext(placed, die_owners(placed), params, policy_of(params), scenario.path)
     if rest:
         sub = Scenario(ScenarioSpec(name=scenario.spec.name, events=[evs[i] for i in rest],
                                     recovery=scenario.spec.recovery), scenario.path)
-        events, records = compile_events(placed, sub, params)
+        events, records = compile_into(ctx, placed, sub, params)
     for r in records:
         r["event"] = rest[r["event"]]
-    ctx = FaultContext(placed, die_owners(placed), params, policy_of(params), scenario.path)
     for i in pod_i:
         ev = evs[i]
         try:
@@ -84,6 +87,9 @@ def compile_fleet_events(placed, scenario: Scenario, params: dict[str, Any]) -> 
         rec = {"event": i, "fault": ev.fault, "target": ev.target.strip(), "at_s": ev.at_s,
                "detected_at_s": det, "recovered_at_s": det, "full_capacity_at_s": None,
                "instances": [], "dies": 0, "action": ""}
+        _, _, elem = ev.target.strip().partition("/")
+        if not elem or elem.startswith(("node:", "rack:")):   # whole nodes: their DRAM leaves the EMS pool
+            ctx.lost_nodes.update(np.unique(dies // placed.topology.dies_per_node).tolist())
         events += _die_loss(ctx, dies, ev.at_s, None, rec)
         if "/" not in ev.target and len(rec["instances"]) == sum(len(p.instances) for p in placed.pools()):
             rec["note"] = ("every instance of the plan was on this pod: the whole deployment is lost. A plan "
@@ -91,4 +97,4 @@ def compile_fleet_events(placed, scenario: Scenario, params: dict[str, Any]) -> 
                            "carrying pods/(pods-1) of its share) is xds size --survive pod")
         records.append(rec)
     records.sort(key=lambda r: (r["at_s"], r["event"]))
-    return events, records
+    return events + cost_events(ctx), records

@@ -128,8 +128,8 @@ def chaos_plan(plan: str | LoadedPlan, *, scenario: str | None = None, policy: s
     elif not scenario:
         raise XdsError("give --scenario FILE (or --random with rates)", file="--scenario")
     loaded = _loaded(plan)
-    if random and len(loaded.spec.pods_named()) > 1:
-        raise XdsError("--random draws faults on one pod's elements; this plan spans several pods "
+    if random and loaded.spec.pods_named() != {0}:
+        raise XdsError("--random draws faults on pod 0's elements; this plan uses other pods "
                        "(replay pod:K and pod:K/node:N faults with --scenario)", file="--random")
     if random and options.get("duration") is None and workload is None:
         options["duration"] = hours * 3600.0

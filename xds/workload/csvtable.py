@@ -179,7 +179,7 @@ def read_columns(path: Path, fmt: CsvFormat) -> tuple[dict[str, np.ndarray], int
     float64 seconds since its earliest row. Rows are kept in file order. The last few files parsed
     are kept (keyed by path, size and modification time) and returned as fresh copies."""
     st = Path(path).stat()
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, fmt)
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, fmt)
     if key not in _PARSED:
         if len(_PARSED) >= _PARSED_MAX:
             _PARSED.pop(next(iter(_PARSED)))
