@@ -92,16 +92,21 @@ def _until(ev: FaultEvent) -> float | None:
 
 
 def _dies_down(ctx: FaultContext, ev: FaultEvent, name: str, rec: dict) -> list:
-    """die_down / chip_down / node_down: the element's dies are gone for good; a lost node also takes
-    its host DRAM out of the EMS pool every later restore reads from (:meth:`FaultContext.restore_params`)."""
+    """die_down / chip_down / node_down: the element's dies are gone for good."""
     dies = ctx.topo.dies_in(name)
-    if name.startswith("node:"):
-        before = ctx.restore_params()["store_gb_s"]
-        ctx.lost_nodes.update(np.unique(np.asarray(dies) // ctx.topo.dies_per_node).tolist())
-        after = ctx.restore_params()["store_gb_s"]
-        if after < before:
-            rec["store_gb_s"] = [round(before, 3), round(after, 3)]
-    events = _die_loss(ctx, dies, ev.at_s, None, rec)
+    return nodes_down(ctx, dies, ev.at_s, rec) if name.startswith("node:") else _die_loss(ctx, dies, ev.at_s, None, rec)
+
+
+def nodes_down(ctx: FaultContext, dies, t: float, rec: dict) -> list:
+    """Whole nodes lost for good at ``t`` (s) (``dies``: all their dies, fleet-wide ids): the dies
+    as :func:`_die_loss`, and each node's host DRAM leaves the EMS pool every later restore reads
+    from (:meth:`FaultContext.restore_params`)."""
+    before = ctx.restore_params()["store_gb_s"]
+    ctx.lost_nodes.update(np.unique(np.asarray(dies) // ctx.topo.dies_per_node).tolist())
+    after = ctx.restore_params()["store_gb_s"]
+    if after < before:
+        rec["store_gb_s"] = [round(before, 3), round(after, 3)]
+    events = _die_loss(ctx, dies, t, None, rec)
     if "store_gb_s" in rec:
         rec["action"] += (f"; the node's DRAM left the EMS pool: weights restored at "
                           f"{rec['store_gb_s'][1]:,.1f} of {rec['store_gb_s'][0]:,.1f} GB/s")

@@ -24,7 +24,7 @@ from ..spec.scenario import Scenario, ScenarioSpec
 from ..topology import parse_pod
 from .compile import compile_events, compile_into
 from .fabric import cost_events
-from .faults import FaultContext, _die_loss
+from .faults import FaultContext, _die_loss, nodes_down
 from .instances import die_owners
 from .policies import policy_of
 
@@ -88,9 +88,8 @@ def compile_fleet_events(placed, scenario: Scenario, params: dict[str, Any]) -> 
                "detected_at_s": det, "recovered_at_s": det, "full_capacity_at_s": None,
                "instances": [], "dies": 0, "action": ""}
         _, _, elem = ev.target.strip().partition("/")
-        if not elem or elem.startswith(("node:", "rack:")):   # whole nodes: their DRAM leaves the EMS pool
-            ctx.lost_nodes.update(np.unique(dies // placed.topology.dies_per_node).tolist())
-        events += _die_loss(ctx, dies, ev.at_s, None, rec)
+        whole_nodes = not elem or elem.startswith(("node:", "rack:"))
+        events += nodes_down(ctx, dies, ev.at_s, rec) if whole_nodes else _die_loss(ctx, dies, ev.at_s, None, rec)
         if "/" not in ev.target and len(rec["instances"]) == sum(len(p.instances) for p in placed.pools()):
             rec["note"] = ("every instance of the plan was on this pod: the whole deployment is lost. A plan "
                            "written by xds size is one pod of a fleet; the fleet's N-1 case (each survivor "
